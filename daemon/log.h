@@ -31,12 +31,27 @@ enum log_target log_open(enum log_target wanted);
 
 enum log_target log_get_target(void);
 
+/* Returns true when path is a datagram socket that accepts a connection: the
+ * test log_open() applies to the journal's socket for "auto". */
+bool log_journal_socket_reachable(const char *path);
+
+/* Returns the word the console prints for a priority: "emerg", "alert",
+ * "crit", "error", "warning", "notice", "info" or "debug". */
+const char *log_level_to_string(int priority);
+
 /* Messages above this priority (numerically) are dropped. Default LOG_INFO. */
 void log_set_max_priority(int priority);
 int log_get_max_priority(void);
 
 /* Logs a plain message at priority. Returns -error (so "return log_error_errno(r, ...)"
- * works) when error is not 0, else 0. */
+ * works) when error is not 0, else 0.
+ *
+ * error may be given as -errno or errno. Nothing is appended to the text for
+ * it: errno is set to the error while fmt is formatted, so "%m" expands to its
+ * strerror() text, and the journal entry carries it as ERRNO=. fmt must be a
+ * literal of our own; text from the network is passed only as a "%s" argument.
+ * On the console the line reads "<level>: <message>", with control characters
+ * escaped. */
 int log_internal(int priority, int error, const char *file, int line, const char *func,
                  const char *fmt, ...) _printf_(6, 7);
 
@@ -57,5 +72,14 @@ int log_internal(int priority, int error, const char *file, int line, const char
  * must be among them. On the console the entry is printed as one line: its
  * MESSAGE, then the CBM365_* fields as NAME=value with control characters
  * escaped.
+ *
+ * There, in " [NAME=value NAME=value]", control characters and invalid UTF-8
+ * become \n, \t or \xHH and a backslash or '"' is escaped with a backslash.
+ * A value that is empty or contains a space, '"' or '=' is put in double
+ * quotes (as in logfmt), so the line can be split back into its fields.
+ *
+ * When the journal rejects the entry, it goes to the console instead. Returns 0
+ * when the entry was written or is above the max priority, -EINVAL for no
+ * fields or more than 64, or -errno when the console write failed too.
  */
 int log_struct_iovec(int priority, const struct iovec *fields, size_t n_fields);
