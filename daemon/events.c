@@ -328,6 +328,11 @@ int event_log_change(const struct event_target *t, const struct change *c) {
         event_fields_user(&f, c->user);
         if (c->module_code >= 0)
                 event_fields_module(&f, c);
+        else if (c->kind == CHANGE_USER_ADDED) {
+                /* A user without any module: say so, so field queries find it. */
+                field_add(&f, "CBM365_PREVIOUS", module_state_to_string(MODULE_STATE_ABSENT));
+                field_add(&f, "CBM365_CURRENT", module_state_to_string(MODULE_STATE_ABSENT));
+        }
         if (c->kind == CHANGE_USER_CHANGED && c->previous_user) {
                 field_add(&f, "CBM365_PREVIOUS_USER_EMAIL", c->previous_user->email);
                 field_add(&f, "CBM365_PREVIOUS_USER_NAME", c->previous_user->display_name);
