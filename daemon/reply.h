@@ -26,9 +26,9 @@ struct page_meta {
 
 /*
  * Parses one reply body and appends its users to view. On failure returns
- * -EBADMSG (or -ENOMEM, -E2BIG) with a reason such as "data[3].moduleStatus[0]:
- * isProtected is not a boolean"; users of this page may then be partly
- * appended, so the caller must discard the view.
+ * -EBADMSG (or -ENOMEM, -E2BIG) with a reason such as
+ * "data[3].moduleStatus[0].isProtected: expected a boolean", and the view is
+ * left as the caller passed it.
  */
 int reply_parse_page(const char *body, size_t size, struct tenant_view *view,
                      struct page_meta *ret_meta, char *reason, size_t reason_size);
