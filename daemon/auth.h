@@ -30,7 +30,11 @@ struct token {
  * valid during the call only; copy it if needed. */
 typedef void (*auth_callback_t)(int error, const char *token, const char *reason, void *userdata);
 
+/* Borrows http and api, which must outlive the auth object: the client
+ * secret is read from api at each fetch and never copied. */
 int auth_new(struct http_client *http, const struct api_config *api, struct auth **ret);
+/* Drops pending callbacks without calling them. May be called from an auth
+ * callback: the object is then freed when that callback returns. */
 struct auth *auth_free(struct auth *a);
 
 /* Gets a valid token: from the cache (the callback then runs from the event
@@ -48,7 +52,9 @@ void auth_invalidate(struct auth *a, const char *token);
 int auth_build_request_body(const char *client_id, const char *client_secret, const char *scope, char **ret);
 
 /* Parses the token endpoint's reply. For an error reply, the reason names
- * the HTTP status, "error" and "error_description". */
+ * the HTTP status, "error" and "error_description". Returns -EACCES for
+ * HTTP 400, 401 and 403, -EIO for other statuses, -EBADMSG for a 200 reply
+ * that contains no usable token, -EFBIG for a body over AUTH_REPLY_MAX. */
 int auth_parse_reply(long status, const char *body, size_t size, struct token *ret,
                      char *reason, size_t reason_size);
 

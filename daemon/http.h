@@ -11,7 +11,8 @@
  * Ownership: the client owns its requests. A request's callback runs once,
  * from the event loop, unless the request is cancelled first; the response
  * it receives is valid only during the call. http_client_free() cancels what
- * is left without calling callbacks.
+ * is left without calling callbacks; called from a callback, it frees the
+ * client once that callback returns.
  */
 
 #include <stdbool.h>
@@ -73,6 +74,9 @@ size_t http_client_queued(const struct http_client *c);
 
 /* Connections libcurl opened since the client was created. */
 uint64_t http_client_connections_opened(const struct http_client *c);
+
+/* The event loop the client runs on (borrowed, not referenced). */
+sd_event *http_client_get_event(const struct http_client *c);
 
 /* Parses a Retry-After value (delta seconds or an HTTP date) against now.
  * Returns seconds >= 0, or -EINVAL. */
