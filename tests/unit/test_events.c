@@ -323,7 +323,8 @@ static void added_no_module_warning(void **state) {
         assert_true(line_has_field(out, "CBM365_USER_EMAIL=\"\""));
         assert_false(line_has_name(out, "CBM365_MODULE"));
         assert_false(line_has_name(out, "CBM365_MODULE_CODE"));
-        assert_false(line_has_name(out, "CBM365_CURRENT"));
+        assert_true(line_has_field(out, "CBM365_PREVIOUS=absent"));
+        assert_true(line_has_field(out, "CBM365_CURRENT=absent"));
 }
 
 static void removed_notice(void **state) {
