@@ -1,2 +1,272 @@
 /* SPDX-License-Identifier: MIT */
-int main(void) { return 0; }
+/*
+ * cbm365-watchd: watches the Cloud Backup for Microsoft 365 protection of
+ * every user of the configured tenants and logs each change to the journal.
+ * This file holds the command line and the signal handling; everything else
+ * lives in the library the tests link too.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "log.h"
+#include "scheduler.h"
+#include "util.h"
+
+enum {
+        EXIT_OK = 0,
+        EXIT_USAGE = 1,         /* usage or configuration error, and fatal errors */
+        EXIT_POLL_FAILED = 2,   /* --once: at least one target could not be polled */
+};
+
+struct options {
+        const char *config_path;
+        bool check_config;
+        bool once;
+        enum log_target log_target;
+};
+
+struct daemon {
+        sd_event *event;
+        struct scheduler *scheduler;
+        const char *config_path;
+};
+
+static void print_help(FILE *f) {
+        fprintf(f,
+                "Usage: cbm365-watchd [OPTION]...\n"
+                "Watch the Cloud Backup for Microsoft 365 protection of every user of the\n"
+                "configured tenants and log each change to the systemd journal.\n"
+                "\n"
+                "  -c, --config FILE      configuration file (default %s)\n"
+                "      --check-config     validate the configuration, print a summary, exit\n"
+                "      --once             poll every target once, log the changes, save the\n"
+                "                         snapshots and exit (status 2 if a poll failed)\n"
+                "      --log-target=auto|journal|console\n"
+                "                         where messages go; auto is the journal when it is\n"
+                "                         reachable, else standard error (default auto)\n"
+                "  -h, --help             show this help and exit\n"
+                "      --version          show the version and exit\n"
+                "\n"
+                "Signals: SIGHUP reloads the configuration, SIGTERM and SIGINT stop.\n"
+                "See cbm365-watchd(8) and cbm365-watchd.conf(5).\n",
+                CONFIG_DEFAULT_PATH);
+}
+
+static int parse_options(int argc, char *argv[], struct options *ret) {
+        enum { OPT_CHECK_CONFIG = 0x100, OPT_ONCE, OPT_LOG_TARGET, OPT_VERSION };
+        static const struct option long_options[] = {
+                { "config",       required_argument, NULL, 'c' },
+                { "check-config", no_argument,       NULL, OPT_CHECK_CONFIG },
+                { "once",         no_argument,       NULL, OPT_ONCE },
+                { "log-target",   required_argument, NULL, OPT_LOG_TARGET },
+                { "help",         no_argument,       NULL, 'h' },
+                { "version",      no_argument,       NULL, OPT_VERSION },
+                {}
+        };
+        struct options o = {
+                .config_path = CONFIG_DEFAULT_PATH,
+                .log_target = LOG_TARGET_AUTO,
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:h", long_options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        o.config_path = optarg;
+                        break;
+                case OPT_CHECK_CONFIG:
+                        o.check_config = true;
+                        break;
+                case OPT_ONCE:
+                        o.once = true;
+                        break;
+                case OPT_LOG_TARGET:
+                        if (log_target_from_string(optarg, &o.log_target) < 0) {
+                                fprintf(stderr, "cbm365-watchd: invalid --log-target '%s': expected auto, journal or console\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case 'h':
+                        print_help(stdout);
+                        return 0;
+                case OPT_VERSION:
+                        printf("cbm365-watchd %s\n", CBM365_VERSION);
+                        return 0;
+                default:
+                        fprintf(stderr, "Try 'cbm365-watchd --help' for more information.\n");
+                        return -EINVAL;
+                }
+
+        if (optind < argc) {
+                fprintf(stderr, "cbm365-watchd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (o.check_config && o.once) {
+                fprintf(stderr, "cbm365-watchd: --check-config and --once exclude each other\n");
+                return -EINVAL;
+        }
+
+        *ret = o;
+        return 1;
+}
+
+/* Keeps the client secret and tokens out of core files. */
+static void disable_core_dumps(void) {
+        struct rlimit none = {};
+
+        (void) setrlimit(RLIMIT_CORE, &none);
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct daemon *d = userdata;
+        struct config *config = NULL;
+        char error[1024] = "";
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration");
+        log_info("Reloading configuration %s", d->config_path);
+
+        r = config_load(d->config_path, &config, error, sizeof(error));
+        if (r < 0)
+                log_error("Failed to reload the configuration, keeping the running one: %s", error);
+        else {
+                r = scheduler_reload(d->scheduler, config);
+                if (r < 0)
+                        log_error_errno(r, "Failed to apply the reloaded configuration, some targets may keep old settings: %m");
+                else
+                        log_info("Configuration reloaded");
+        }
+
+        (void) sd_notify(false, "READY=1");
+        return 0;
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct daemon *d = userdata;
+
+        log_info("Received %s, stopping", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        scheduler_stop(d->scheduler);
+        return sd_event_exit(d->event, EXIT_OK);
+}
+
+static int setup_signals(struct daemon *d, bool once) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+
+        r = sd_event_add_signal(d->event, NULL, SIGTERM, on_stop_signal, d);
+        if (r >= 0)
+                r = sd_event_add_signal(d->event, NULL, SIGINT, on_stop_signal, d);
+        if (r >= 0 && !once)
+                r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload_signal, d);
+        return r;
+}
+
+static int run(const struct options *o, struct config *config) {
+        struct daemon d = { .config_path = o->config_path };
+        int r, exit_code;
+
+        r = sd_event_default(&d.event);
+        if (r < 0) {
+                config_free(config);
+                return log_error_errno(r, "Failed to create the event loop: %m");
+        }
+
+        r = setup_signals(&d, o->once);
+        if (r < 0) {
+                config_free(config);
+                log_error_errno(r, "Failed to set up signal handling: %m");
+                goto finish;
+        }
+
+        /* Serves WatchdogSec= from the loop when systemd asks for it. */
+        (void) sd_event_set_watchdog(d.event, true);
+
+        r = scheduler_new(d.event, config, o->once, &d.scheduler);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start: %m");
+                goto finish;
+        }
+
+        (void) sd_notify(false, "READY=1");
+        log_info("cbm365-watchd %s started%s", CBM365_VERSION, o->once ? " for one poll of every target" : "");
+
+        r = sd_event_loop(d.event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+
+finish:
+        if (r < 0)
+                exit_code = EXIT_USAGE;
+        else if (r > 0)
+                exit_code = r;
+        else if (o->once)
+                exit_code = scheduler_exit_status(d.scheduler);
+        else
+                exit_code = EXIT_OK;
+
+        scheduler_free(d.scheduler);
+        sd_event_unref(d.event);
+        return exit_code;
+}
+
+int main(int argc, char *argv[]) {
+        struct options o;
+        struct config *config = NULL;
+        char error[1024] = "";
+        const char *debug;
+        int r;
+
+        disable_core_dumps();
+
+        r = parse_options(argc, argv, &o);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : EXIT_OK;
+
+        (void) log_open(o.log_target);
+        debug = getenv("CBM365_DEBUG");
+        if (debug && streq(debug, "1"))
+                log_set_max_priority(LOG_DEBUG);
+
+        srandom((unsigned) now_monotonic_usec() ^ (unsigned) getpid());
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                log_error("Failed to initialize libcurl");
+                return EXIT_USAGE;
+        }
+
+        r = config_load(o.config_path, &config, error, sizeof(error));
+        if (r < 0) {
+                if (o.check_config)
+                        fprintf(stderr, "%s\n", error);
+                else
+                        log_error("Failed to load the configuration: %s", error);
+                return EXIT_USAGE;
+        }
+
+        if (o.check_config) {
+                config_print_summary(config, stdout);
+                config_free(config);
+                return EXIT_OK;
+        }
+
+        r = run(&o, config);
+        curl_global_cleanup();
+        return r;
+}
