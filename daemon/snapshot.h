@@ -15,6 +15,10 @@
 #define SNAPSHOT_FORMAT_VERSION 1
 #define SNAPSHOT_FILE_MAX (1024u * 1024u * 1024u)      /* bytes */
 
+/* Maximum length of a name from snapshot_file_name(), without the NUL. It
+ * leaves room for the temporary and set-aside names within NAME_MAX. */
+#define SNAPSHOT_FILE_NAME_MAX 200
+
 /* Writes the file name of a target's snapshot ("<customer>_<tenant>.snapshot"). */
 int snapshot_file_name(const char *customer_id, const char *tenant_id, char *buf, size_t size);
 
