@@ -179,52 +179,52 @@ static int setup_signals(struct daemon *d, bool once) {
         return r;
 }
 
-static int run(const struct options *o, struct config *config) {
-        struct daemon d = { .config_path = o->config_path };
-        int r, exit_code;
+DEFINE_POINTER_CLEANUP(struct scheduler, scheduler_free);
+DEFINE_POINTER_CLEANUP(struct config, config_free);
 
-        r = sd_event_default(&d.event);
+/* Runs the event loop until SIGTERM, or the end of --once. Takes config. */
+static int run(const struct options *o, struct config *config) {
+        _cleanup_(config_freep) struct config *owned = config;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(scheduler_freep) struct scheduler *scheduler = NULL;
+        struct daemon d = { .config_path = o->config_path };
+        int r;
+
+        r = sd_event_default(&event);
         if (r < 0) {
-                config_free(config);
-                return log_error_errno(r, "Failed to create the event loop: %m");
+                log_error_errno(r, "Failed to create the event loop: %m");
+                return EXIT_USAGE;
         }
+        d.event = event;
 
         r = setup_signals(&d, o->once);
         if (r < 0) {
-                config_free(config);
                 log_error_errno(r, "Failed to set up signal handling: %m");
-                goto finish;
+                return EXIT_USAGE;
         }
 
         /* Serves WatchdogSec= from the loop when systemd asks for it. */
-        (void) sd_event_set_watchdog(d.event, true);
+        (void) sd_event_set_watchdog(event, true);
 
-        r = scheduler_new(d.event, config, o->once, &d.scheduler);
+        log_info("cbm365-watchd %s starting%s: %zu targets", CBM365_VERSION,
+                 o->once ? " for one poll of every target" : "", config->n_targets);
+        r = scheduler_new(event, TAKE_PTR(owned), o->once, &scheduler);
         if (r < 0) {
                 log_error_errno(r, "Failed to start: %m");
-                goto finish;
+                return EXIT_USAGE;
         }
+        d.scheduler = scheduler;
 
         (void) sd_notify(false, "READY=1");
-        log_info("cbm365-watchd %s started%s", CBM365_VERSION, o->once ? " for one poll of every target" : "");
 
-        r = sd_event_loop(d.event);
-        if (r < 0)
+        r = sd_event_loop(event);
+        if (r < 0) {
                 log_error_errno(r, "Event loop failed: %m");
-
-finish:
-        if (r < 0)
-                exit_code = EXIT_USAGE;
-        else if (r > 0)
-                exit_code = r;
-        else if (o->once)
-                exit_code = scheduler_exit_status(d.scheduler);
-        else
-                exit_code = EXIT_OK;
-
-        scheduler_free(d.scheduler);
-        sd_event_unref(d.event);
-        return exit_code;
+                return EXIT_USAGE;
+        }
+        if (r > 0)
+                return r;
+        return o->once ? scheduler_exit_status(scheduler) : EXIT_OK;
 }
 
 int main(int argc, char *argv[]) {

@@ -407,6 +407,7 @@ static int page_submit(struct page *pg) {
                 return -ENOMEM;
         opts.url = url;
         pg->token_generation = p->token_generation;
+        log_debug("Requesting page %u of '%s'", pg->index, p->name);
 
         return http_submit(p->http, &opts, on_page_reply, pg, &pg->request);
 }
@@ -438,6 +439,7 @@ static void on_token(int error, const char *token, const char *reason, void *use
         struct poll *p = userdata;
 
         p->token_requested = false;
+        log_debug("Token for '%s': %s", p->name, error < 0 ? "failed" : "ready");
         if (error < 0) {
                 poll_fail(p, 0, NULL, "%s", reason && reason[0] ? reason : "Failed to get a token");
                 return;

@@ -34,10 +34,18 @@
 #define FIRST_POLL_SPREAD_SEC 10
 #define USER_AGENT "cbm365-watchd/" CBM365_VERSION
 
+/* How a target's last poll in the current cycle ended. */
+enum cycle_result {
+        CYCLE_NOT_POLLED,
+        CYCLE_POLLED,
+        CYCLE_FAILED,
+};
+
 struct target_state {
         struct scheduler *scheduler;
         const struct target *target;    /* in scheduler->config */
         char snapshot_name[NAME_MAX + 1];
+        char outage_name[NAME_MAX + 1]; /* "<customer>_<tenant>.outage" while polls fail */
         sd_event_source *timer;
         struct poll *poll;              /* while a poll runs */
         bool queued;                    /* waiting for a free poll slot */
@@ -46,15 +54,11 @@ struct target_state {
         bool removed;                   /* a reload removed the target */
         uint64_t outage_since_usec;     /* CLOCK_REALTIME */
         size_t changes;                 /* user events of the running poll */
+        enum cycle_result cycle_result;
+        size_t cycle_users;             /* of the last complete poll in this cycle */
+        size_t cycle_unprotected;
 };
 
-struct cycle_counts {
-        size_t polled;
-        size_t failed;
-        size_t users;
-        size_t unprotected;
-        size_t changes;
-};
 
 struct scheduler {
         sd_event *event;
@@ -74,7 +78,7 @@ struct scheduler {
         size_t queue_head, queue_len;
         size_t running;
 
-        struct cycle_counts cycle;
+        size_t cycle_changes;           /* user events logged in this cycle */
         sd_event_source *summary_timer;
         size_t once_remaining;
         bool any_failed;
@@ -102,12 +106,33 @@ static const struct event_target *event_target_of(const struct target_state *t, 
         return buf;
 }
 
+/* Sums the per-target results of the current cycle. */
+static void scheduler_count_cycle(const struct scheduler *s, struct poll_summary *ret) {
+        *ret = (struct poll_summary) {
+                .targets = s->n_targets,
+                .changes = s->cycle_changes,
+        };
+        for (size_t i = 0; i < s->n_targets; i++) {
+                const struct target_state *t = s->targets[i];
+
+                if (t->cycle_result == CYCLE_POLLED) {
+                        ret->targets_polled++;
+                        ret->users += t->cycle_users;
+                        ret->unprotected += t->cycle_unprotected;
+                } else if (t->cycle_result == CYCLE_FAILED)
+                        ret->targets_failed++;
+        }
+}
+
 static void scheduler_notify_status(struct scheduler *s) {
+        struct poll_summary c;
+
         if (s->stopped)
                 return;
+        scheduler_count_cycle(s, &c);
         (void) sd_notifyf(false,
                           "STATUS=%zu targets: %zu polls running, %zu waiting; this cycle %zu polled, %zu failed, %zu changes",
-                          s->n_targets, s->running, s->queue_len, s->cycle.polled, s->cycle.failed, s->cycle.changes);
+                          s->n_targets, s->running, s->queue_len, c.targets_polled, c.targets_failed, c.changes);
 }
 
 /* Opens the state directory (creating its last component) and checks that a
@@ -131,6 +156,10 @@ static int open_state_directory(const char *path, int *ret) {
                 return log_error_errno(-errno, "State directory %s is not writable: %m", path);
         close(probe_fd);
         (void) unlinkat(fd, probe, 0);
+
+        probe_fd = snapshot_remove_stale_temporary(fd);
+        if (probe_fd > 0)
+                log_info("Removed %d temporary files an interrupted save left in %s", probe_fd, path);
 
         *ret = TAKE_FD(fd);
         return 0;
@@ -188,17 +217,14 @@ static void scheduler_exit(struct scheduler *s, int code) {
 }
 
 static void scheduler_log_summary(struct scheduler *s) {
-        struct poll_summary summary = {
-                .targets = s->n_targets,
-                .targets_polled = s->cycle.polled,
-                .targets_failed = s->cycle.failed,
-                .users = s->cycle.users,
-                .unprotected = s->cycle.unprotected,
-                .changes = s->cycle.changes,
-        };
+        struct poll_summary summary;
 
+        scheduler_count_cycle(s, &summary);
         (void) event_log_summary(&summary);
-        s->cycle = (struct cycle_counts) {};
+
+        s->cycle_changes = 0;
+        for (size_t i = 0; i < s->n_targets; i++)
+                s->targets[i]->cycle_result = CYCLE_NOT_POLLED;
 }
 
 static void scheduler_poll_ended(struct scheduler *s) {
@@ -273,8 +299,9 @@ static int target_schedule(struct target_state *t, bool first) {
         seed = hash64(target->tenant_id, strlen(target->tenant_id), seed);
         phase = seed % interval_usec;
         delay = (phase + interval_usec - now % interval_usec) % interval_usec;
-        if (delay == 0)
-                delay = interval_usec;
+        /* After an early first poll, skip a turn that would follow within half an interval. */
+        if (delay < interval_usec / 2 && !first)
+                delay += interval_usec;
 
         if (first && snapshot_exists(s->state_fd, t->snapshot_name) == 0) {
                 uint64_t spread = (uint64_t) FIRST_POLL_SPREAD_SEC * USEC_PER_SEC;
@@ -348,12 +375,47 @@ static int target_state_log_events(struct target_state *t, const struct tenant_v
         return 0;
 }
 
+/*
+ * An outage is kept on disk as "<customer>_<tenant>.outage" holding the
+ * CLOCK_REALTIME microseconds it began, so that poll-failed is logged once
+ * per outage and poll-recovered follows it even across restarts and --once
+ * runs. Returns 1 and the start when the target is in an outage, else 0.
+ */
+static int target_state_read_outage(struct target_state *t, uint64_t *ret_since) {
+        _cleanup_close_ int fd = -1;
+        char buf[32] = "";
+        ssize_t n;
+
+        fd = openat(t->scheduler->state_fd, t->outage_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0 || parse_uint64(strndupa(buf, strcspn(buf, "\n")), UINT64_MAX, ret_since) < 0)
+                *ret_since = now_realtime_usec();      /* unreadable: the outage began now at the latest */
+        return 1;
+}
+
+static void target_state_write_outage(struct target_state *t, uint64_t since) {
+        _cleanup_close_ int fd = -1;
+        char buf[32];
+        int n;
+
+        fd = openat(t->scheduler->state_fd, t->outage_name,
+                    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", since);
+        if (fd < 0 || write(fd, buf, (size_t) n) != n)
+                log_warning_errno(fd < 0 ? -errno : -EIO, "Failed to record the outage of target '%s' in %s: %m",
+                                  t->target->name, t->outage_name);
+}
+
 static void target_state_recovered(struct target_state *t) {
         struct event_target et;
 
         if (!t->failing)
                 return;
         (void) event_log_poll_recovered(event_target_of(t, &et), t->outage_since_usec);
+        if (unlinkat(t->scheduler->state_fd, t->outage_name, 0) < 0 && errno != ENOENT)
+                log_warning_errno(-errno, "Failed to remove %s: %m", t->outage_name);
         t->failing = false;
 }
 
@@ -361,7 +423,7 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
         struct scheduler *s = t->scheduler;
         struct event_target et;
 
-        s->cycle.failed++;
+        t->cycle_result = CYCLE_FAILED;
         s->any_failed = true;
 
         /* Once per outage: later failures of the same target are debug only. */
@@ -372,6 +434,7 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
         t->failing = true;
         t->outage_since_usec = now_realtime_usec();
         (void) event_log_poll_failed(event_target_of(t, &et), failure);
+        target_state_write_outage(t, t->outage_since_usec);
 }
 
 /* The steps for one complete poll: load, log events, save, count. */
@@ -396,10 +459,10 @@ static int target_state_process(struct target_state *t, struct tenant_view *curr
                 return log_error_errno(r, "Failed to save snapshot %s of target '%s': %s",
                                        t->snapshot_name, t->target->name, reason[0] ? reason : strerror(-r));
 
-        s->cycle.polled++;
-        s->cycle.users += current->n_users;
-        s->cycle.unprotected += tenant_view_count_unprotected(current);
-        s->cycle.changes += t->changes;
+        t->cycle_result = CYCLE_POLLED;
+        t->cycle_users = current->n_users;
+        t->cycle_unprotected = tenant_view_count_unprotected(current);
+        s->cycle_changes += t->changes;
         return 0;
 }
 
@@ -460,6 +523,9 @@ static int target_state_new(struct scheduler *s, const struct target *target, st
         r = snapshot_file_name(target->customer_id, target->tenant_id, t->snapshot_name, sizeof(t->snapshot_name));
         if (r < 0)
                 return log_error_errno(r, "Invalid ids of target '%s': %m", target->name);
+        (void) snprintf(t->outage_name, sizeof(t->outage_name), "%s_%s.outage", target->customer_id, target->tenant_id);
+        if (target_state_read_outage(t, &t->outage_since_usec) > 0)
+                t->failing = true;
 
         *ret = TAKE_PTR(t);
         return 0;

@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <dirent.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -976,4 +977,29 @@ int snapshot_exists(int dir_fd, const char *file_name) {
         if (fstatat(dir_fd, file_name, &st, AT_SYMLINK_NOFOLLOW) >= 0)
                 return 1;
         return errno == ENOENT ? 0 : -errno;
+}
+
+int snapshot_remove_stale_temporary(int dir_fd) {
+        _cleanup_close_ int fd = -1;
+        struct dirent *de;
+        DIR *d;
+        int removed = 0;
+
+        fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -1;
+
+        while ((de = readdir(d))) {
+                /* Only names create_temporary() makes: ".<name>.snapshot.tmp-<pid>-<n>". */
+                if (de->d_name[0] != '.' || !strstr(de->d_name, ".snapshot.tmp-"))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                        removed++;
+        }
+        closedir(d);
+        return removed;
 }

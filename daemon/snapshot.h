@@ -45,3 +45,7 @@ int snapshot_set_aside(int dir_fd, const char *file_name, char *new_name, size_t
 
 /* Returns whether a target has a snapshot file (0 or 1), or -errno. */
 int snapshot_exists(int dir_fd, const char *file_name);
+
+/* Removes the temporary files a crash left behind during a save. Returns how
+ * many were removed, or -errno. Call it before any save of this process. */
+int snapshot_remove_stale_temporary(int dir_fd);
