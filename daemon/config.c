@@ -123,9 +123,51 @@ static int expect_type(const struct loader *l, const config_setting_t *s,
                     type_to_string(type), type_to_string(actual));
 }
 
-/* Rejects every member of group whose name is not in keys. */
+/*
+ * Every setting the loader accepts, as dotted names: "api.page_size" is the
+ * member page_size of the group api, and "targets.name" the member name of
+ * each group in the list targets. The unknown-key check and the test of the
+ * manual page both read this table.
+ */
+static const char *const known_keys[] = {
+        "api",
+        "api.base_url",
+        "api.token_url",
+        "api.client_id",
+        "api.client_secret_file",
+        "api.scope",
+        "api.ca_file",
+        "api.page_size",
+        "api.timeout",
+        "api.max_parallel",
+        "poll",
+        "poll.interval",
+        "state_directory",
+        "targets",
+        "targets.name",
+        "targets.customer_id",
+        "targets.tenant_id",
+        "targets.interval",
+        "targets.user_emails",
+        NULL
+};
+
+/* Returns whether key is the dotted name of member name of scope, or of a top-level name when scope is NULL. */
+static bool key_matches(const char *key, const char *scope, const char *name) {
+        size_t n;
+
+        if (!scope)
+                return !strchr(key, '.') && streq(key, name);
+        n = strlen(scope);
+        return strncmp(key, scope, n) == 0 && key[n] == '.' && streq(key + n + 1, name);
+}
+
+/*
+ * Rejects every member of group that known_keys does not list under scope
+ * (NULL for the top level). prefix names the group in messages, e.g. "targets[2]".
+ */
 static int check_keys(const struct loader *l, const config_setting_t *group, const char *prefix,
-                      const char *const *keys, size_t n_keys) {
+                      const char *scope) {
         int n = config_setting_length(group);
 
         for (int i = 0; i < n; i++) {
@@ -133,8 +175,8 @@ static int check_keys(const struct loader *l, const config_setting_t *group, con
                 const char *name = config_setting_name(s);
                 bool known = false;
 
-                for (size_t k = 0; k < n_keys && !known; k++)
-                        known = streq(keys[k], name);
+                for (size_t k = 0; known_keys[k] && !known; k++)
+                        known = key_matches(known_keys[k], scope, name);
                 if (!known)
                         return fail(l, s, EINVAL, prefix, name, "unknown setting");
         }
@@ -417,10 +459,6 @@ static int parse_api_strings(const struct loader *l, const config_setting_t *gro
 }
 
 static int parse_api(const struct loader *l, const config_setting_t *root, struct api_config *api) {
-        static const char *const keys[] = {
-                "base_url", "token_url", "client_id", "client_secret_file", "scope",
-                "ca_file", "page_size", "timeout", "max_parallel",
-        };
         const config_setting_t *group = config_setting_get_member(root, "api");
         int r;
 
@@ -429,7 +467,7 @@ static int parse_api(const struct loader *l, const config_setting_t *root, struc
         r = expect_type(l, group, "api", NULL, CONFIG_TYPE_GROUP);
         if (r < 0)
                 return r;
-        r = check_keys(l, group, "api", keys, ELEMENTSOF(keys));
+        r = check_keys(l, group, "api", "api");
         if (r < 0)
                 return r;
 
@@ -453,7 +491,6 @@ static int parse_api(const struct loader *l, const config_setting_t *root, struc
 }
 
 static int parse_poll(const struct loader *l, const config_setting_t *root, unsigned *ret_interval) {
-        static const char *const keys[] = { "interval" };
         const config_setting_t *group = config_setting_get_member(root, "poll");
         unsigned interval = CONFIG_INTERVAL_SEC_DEFAULT;
         int r;
@@ -462,7 +499,7 @@ static int parse_poll(const struct loader *l, const config_setting_t *root, unsi
                 r = expect_type(l, group, "poll", NULL, CONFIG_TYPE_GROUP);
                 if (r < 0)
                         return r;
-                r = check_keys(l, group, "poll", keys, ELEMENTSOF(keys));
+                r = check_keys(l, group, "poll", "poll");
                 if (r < 0)
                         return r;
                 r = read_uint(l, group, "poll", "interval", CONFIG_INTERVAL_SEC_MIN, CONFIG_INTERVAL_SEC_MAX,
@@ -637,7 +674,6 @@ static int parse_user_emails(const struct loader *l, const config_setting_t *s, 
 
 static int parse_target(const struct loader *l, const config_setting_t *s, size_t index,
                         unsigned default_interval, struct target *ret) {
-        static const char *const keys[] = { "name", "customer_id", "tenant_id", "interval", "user_emails" };
         _cleanup_(target_done) struct target t = { .interval_sec = default_interval };
         const config_setting_t *emails;
         char prefix[32];
@@ -647,7 +683,7 @@ static int parse_target(const struct loader *l, const config_setting_t *s, size_
         r = expect_type(l, s, prefix, NULL, CONFIG_TYPE_GROUP);
         if (r < 0)
                 return r;
-        r = check_keys(l, s, prefix, keys, ELEMENTSOF(keys));
+        r = check_keys(l, s, prefix, "targets");
         if (r < 0)
                 return r;
 
@@ -794,10 +830,13 @@ static int check_duplicate_targets(const struct loader *l, const config_setting_
 }
 
 /*
- * Reads the secret into a buffer that is wiped when freed. On failure,
- * reason gets a short text for the caller's message, without the secret.
+ * Reads the secret into a buffer that is wiped when freed, and stores in
+ * *ret_readable_by_others whether the file's mode lets group or others read
+ * it. On failure, reason gets a short text for the caller's message, without
+ * the secret.
  */
-static int read_secret_file(const char *path, char **ret, char *reason, size_t reason_size) {
+static int read_secret_file(const char *path, char **ret, bool *ret_readable_by_others,
+                            char *reason, size_t reason_size) {
         _cleanup_(secret_bufferp) char *buf = NULL;
         _cleanup_close_ int fd = -1;
         size_t size = 0;
@@ -843,6 +882,7 @@ static int read_secret_file(const char *path, char **ret, char *reason, size_t r
                         return set_reason(reason, reason_size, EINVAL, "the client secret contains a control character");
 
         *ret = TAKE_PTR(buf);
+        *ret_readable_by_others = (st.st_mode & (S_IRGRP | S_IROTH)) != 0;
         return 0;
 }
 
@@ -858,9 +898,11 @@ static char *path_join(const char *directory, const char *name) {
 /*
  * Reads the client secret from the systemd credential when
  * $CREDENTIALS_DIRECTORY is set (LoadCredential=), else from
- * api.client_secret_file. api.client_secret_file is set to the file read.
+ * api.client_secret_file. api.client_secret_file is set to the file read,
+ * and c->secret_readable_by_others to whether its mode lets group or others read it.
  */
-static int load_secret(const struct loader *l, const config_setting_t *root, struct api_config *api) {
+static int load_secret(const struct loader *l, const config_setting_t *root, struct config *c) {
+        struct api_config *api = &c->api;
         const char *credentials = getenv("CREDENTIALS_DIRECTORY");
         const config_setting_t *group = config_setting_get_member(root, "api");
         char reason[256];
@@ -868,7 +910,8 @@ static int load_secret(const struct loader *l, const config_setting_t *root, str
         int r;
 
         if (!credentials || credentials[0] == '\0') {
-                r = read_secret_file(api->client_secret_file, &api->client_secret, reason, sizeof reason);
+                r = read_secret_file(api->client_secret_file, &api->client_secret,
+                                     &c->secret_readable_by_others, reason, sizeof reason);
                 if (r < 0)
                         return fail(l, config_setting_get_member(group, "client_secret_file"), r, "api",
                                     "client_secret_file", "%s: %s", api->client_secret_file, reason);
@@ -880,17 +923,25 @@ static int load_secret(const struct loader *l, const config_setting_t *root, str
                 return fail_oom(l);
         free(api->client_secret_file);
         api->client_secret_file = path;
-        r = read_secret_file(path, &api->client_secret, reason, sizeof reason);
+        r = read_secret_file(path, &api->client_secret, &c->secret_readable_by_others, reason, sizeof reason);
         if (r < 0)
                 return set_reason(l->error, l->error_size, r, "%s: %s (credential %s from $CREDENTIALS_DIRECTORY)",
                                   path, reason, CONFIG_CREDENTIAL_NAME);
         return 0;
 }
 
-/* Opens the file first, because libconfig reports every failure to open it as "file I/O error". */
-static int check_config_file(const struct loader *l) {
+/*
+ * Opens the configuration file and checks that only its owner can change it,
+ * because a user who can write it chooses where the client secret is sent.
+ * The owner must be root or the user the daemon runs as, and group and
+ * others must not have write permission. The file is opened here, not by
+ * libconfig, because libconfig reports every failure to open as "file I/O
+ * error", and so that the file checked is the file parsed.
+ */
+static int open_config_file(const struct loader *l, FILE **ret) {
         _cleanup_close_ int fd = -1;
         struct stat st;
+        FILE *f;
 
         fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0 || fstat(fd, &st) < 0) {
@@ -900,14 +951,34 @@ static int check_config_file(const struct loader *l) {
         }
         if (!S_ISREG(st.st_mode))
                 return set_reason(l->error, l->error_size, EINVAL, "%s: not a regular file", l->path);
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return set_reason(l->error, l->error_size, EPERM,
+                                  "%s: writable by %s (mode %04o), so others could redirect the client secret; "
+                                  "run: chmod go-w %s", l->path,
+                                  (st.st_mode & S_IWGRP) && (st.st_mode & S_IWOTH) ? "group and others" :
+                                  (st.st_mode & S_IWGRP) ? "group" : "others",
+                                  (unsigned) (st.st_mode & 07777), l->path);
+        if (st.st_uid != 0 && st.st_uid != geteuid())
+                return set_reason(l->error, l->error_size, EPERM,
+                                  "%s: owned by uid %u, which is neither root nor the user the daemon runs as "
+                                  "(uid %u), so that user could redirect the client secret; run: chown root %s",
+                                  l->path, (unsigned) st.st_uid, (unsigned) geteuid(), l->path);
+
+        f = fdopen(fd, "re");
+        if (!f) {
+                int e = errno;
+
+                return set_reason(l->error, l->error_size, e, "%s: failed to open: %s", l->path, strerror(e));
+        }
+        TAKE_FD(fd);
+        *ret = f;
         return 0;
 }
 
 static int parse_root(const struct loader *l, const config_setting_t *root, struct config *c) {
-        static const char *const keys[] = { "api", "poll", "state_directory", "targets" };
         int r;
 
-        r = check_keys(l, root, NULL, keys, ELEMENTSOF(keys));
+        r = check_keys(l, root, NULL, NULL);
         if (r < 0)
                 return r;
         r = parse_api(l, root, &c->api);
@@ -927,23 +998,24 @@ static int parse_root(const struct loader *l, const config_setting_t *root, stru
                 return r;
 
         /* Last, so that a mistake in the file is reported before a missing secret. */
-        return load_secret(l, root, &c->api);
+        return load_secret(l, root, c);
 }
 
 int config_load(const char *path, struct config **ret, char *error, size_t error_size) {
         const struct loader l = { .path = path ? path : CONFIG_DEFAULT_PATH, .error = error, .error_size = error_size };
         _cleanup_(config_destroyp) config_t cfg;
         _cleanup_(config_freep) struct config *c = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
         int r;
 
         config_init(&cfg);
         if (!ret)
                 return set_reason(error, error_size, EINVAL, "%s: no place for the result", l.path);
 
-        r = check_config_file(&l);
+        r = open_config_file(&l, &f);
         if (r < 0)
                 return r;
-        if (config_read_file(&cfg, l.path) != CONFIG_TRUE)
+        if (config_read(&cfg, f) != CONFIG_TRUE)
                 return set_reason(error, error_size, EINVAL, "%s:%d: %s",
                                   config_error_file(&cfg) ? config_error_file(&cfg) : l.path,
                                   config_error_line(&cfg), strempty(config_error_text(&cfg)));
@@ -1033,6 +1105,20 @@ void config_print_summary(const struct config *c, FILE *f) {
         fprintf(f, "Targets:            %zu\n", c->n_targets);
         for (size_t i = 0; i < c->n_targets; i++)
                 print_target(&c->targets[i], f);
+}
+
+const char *const *config_known_keys(void) {
+        return known_keys;
+}
+
+bool config_secret_warning(const struct config *c, char *buf, size_t size) {
+        if (!c->secret_readable_by_others)
+                return false;
+        (void) snprintf(buf, size,
+                        "Client secret file %s is readable by group or others; run: chmod 600 %s, "
+                        "or pass the secret as the systemd credential \"%s\"",
+                        c->api.client_secret_file, c->api.client_secret_file, CONFIG_CREDENTIAL_NAME);
+        return true;
 }
 
 const struct target *config_find_target(const struct config *c, const char *customer_id, const char *tenant_id) {

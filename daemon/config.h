@@ -63,6 +63,7 @@ struct config {
         char *state_directory;  /* $STATE_DIRECTORY when set, else the file's value */
         struct target *targets;
         size_t n_targets;
+        bool secret_readable_by_others; /* the secret's file mode lets group or others read it */
 };
 
 /*
@@ -71,6 +72,10 @@ struct config {
  * api.client_secret_file. On failure returns -errno and writes into error a
  * message that names the file, the line and the setting, for example
  * "/etc/cbm365-watchd/cbm365-watchd.conf:12: api.page_size: 500 is out of range 1..100".
+ * A configuration file that group or others can write, or that a user other
+ * than root and the effective user owns, is an error (-EPERM). A secret file
+ * that group or others can read is accepted but sets
+ * secret_readable_by_others; see config_secret_warning().
  */
 int config_load(const char *path, struct config **ret, char *error, size_t error_size);
 
@@ -87,3 +92,18 @@ bool target_equal(const struct target *a, const struct target *b);
 
 /* Returns whether the API settings, secret included, are the same. */
 bool api_config_equal(const struct api_config *a, const struct api_config *b);
+
+/*
+ * Returns the dotted name of every setting the loader accepts ("api.page_size",
+ * "targets.name" for the member of each target, ...), terminated by NULL.
+ * Static storage; the caller frees nothing.
+ */
+const char *const *config_known_keys(void);
+
+/*
+ * Writes into buf the warning that the daemon logs after loading c when the
+ * client secret's file is readable by group or others, and returns true.
+ * Returns false and leaves buf untouched when there is nothing to warn about.
+ * The message names the file, never the secret.
+ */
+bool config_secret_warning(const struct config *c, char *buf, size_t size);

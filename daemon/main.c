@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -119,6 +120,18 @@ static int parse_options(int argc, char *argv[], struct options *ret) {
         return 1;
 }
 
+/* Warns when the secret file's mode lets group or others read it. */
+static void warn_about_secret(const struct config *config, bool to_console) {
+        char warning[PATH_MAX * 2 + 128];
+
+        if (!config_secret_warning(config, warning, sizeof(warning)))
+                return;
+        if (to_console)
+                fprintf(stderr, "Warning: %s\n", warning);
+        else
+                log_warning("%s", warning);
+}
+
 /* Keeps the client secret and tokens out of core files. */
 static void disable_core_dumps(void) {
         struct rlimit none = {};
@@ -140,6 +153,7 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
         if (r < 0)
                 log_error("Failed to reload the configuration, keeping the running one: %s", error);
         else {
+                warn_about_secret(config, false);
                 r = scheduler_reload(d->scheduler, config);
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the reloaded configuration, some targets may keep old settings: %m");
@@ -260,6 +274,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_USAGE;
         }
 
+        warn_about_secret(config, o.check_config);
         if (o.check_config) {
                 config_print_summary(config, stdout);
                 config_free(config);

@@ -61,6 +61,22 @@ class CheckConfigTest(harness.IntegrationTestCase):
         self.assertIn("127.0.0.1", run.stdout)
         self.assertNotIn(self.secret, run.output())
 
+    def test_secret_readable_by_others_warns(self):
+        config = self.write_text(self.good_text())
+        self.assertNotIn("readable by group or others", self.check(config).stderr)
+        self.secret_file.chmod(0o644)
+        run = self.check(config)
+        self.assertExit(run, 0)
+        self.assertIn(f"Client secret file {self.secret_file} is readable by group or others", run.stderr)
+        self.assertNotIn(self.secret, run.output())
+
+    def test_config_writable_by_others_rejected(self):
+        config = self.write_text(self.good_text())
+        config.chmod(0o666)
+        run = self.check(config)
+        self.assertExit(run, 1)
+        self.assertIn(str(config), run.stderr)
+
     def test_secret_from_credentials_directory(self):
         creds = self.dir / "credentials"
         creds.mkdir(mode=0o700)

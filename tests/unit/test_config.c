@@ -22,6 +22,9 @@
  *   creds/client-secret "cred-s3cr3t\n", a systemd credential
  *   ca.pem              a readable file for api.ca_file
  *
+ * Every file written gets mode 0644 whatever the umask, because the loader
+ * rejects a configuration file that group or others can write.
+ *
  * Each line of a configuration text is one C string literal, so the line
  * numbers that a test expects can be counted from its first literal.
  */
@@ -54,6 +57,14 @@ static void write_file(const char *name, const char *content, size_t size) {
         assert_non_null(f);
         assert_int_equal(fwrite(content, 1, size, f), size);
         assert_int_equal(fclose(f), 0);
+        assert_int_equal(chmod(path, 0644), 0);
+}
+
+static void chmod_file(const char *name, mode_t mode) {
+        char path[PATH_MAX];
+
+        tmp_path(path, sizeof path, name);
+        assert_int_equal(chmod(path, mode), 0);
 }
 
 static void write_text(const char *name, const char *content) {
@@ -948,6 +959,164 @@ static void config_free_null(void **state) {
         assert_null(config_free(NULL));
 }
 
+static void config_mode_group_writable(void **state) {
+        struct config *c = NULL;
+
+        write_config(MINIMAL_API ONE_TARGET);
+        chmod_file("test.conf", 0664);
+        assert_int_equal(config_load(conf_path, &c, error, sizeof error), -EPERM);
+        assert_null(c);
+        assert_int_equal(strncmp(error, conf_path, strlen(conf_path)), 0);
+        assert_contains(error, ": writable by group (mode 0664)");
+        assert_contains(error, "run: chmod go-w ");
+}
+
+static void config_mode_others_writable(void **state) {
+        struct config *c = NULL;
+
+        write_config(MINIMAL_API ONE_TARGET);
+        chmod_file("test.conf", 0602);
+        assert_int_equal(config_load(conf_path, &c, error, sizeof error), -EPERM);
+        assert_null(c);
+        assert_contains(error, ": writable by others (mode 0602)");
+}
+
+static void config_mode_both_writable(void **state) {
+        struct config *c = NULL;
+
+        write_config(MINIMAL_API ONE_TARGET);
+        chmod_file("test.conf", 0666);
+        assert_int_equal(config_load(conf_path, &c, error, sizeof error), -EPERM);
+        assert_contains(error, ": writable by group and others (mode 0666)");
+}
+
+static void config_mode_private_accepted(void **state) {
+        struct config *c = NULL;
+
+        write_config(MINIMAL_API ONE_TARGET);
+        chmod_file("test.conf", 0600);
+        assert_int_equal(config_load(conf_path, &c, error, sizeof error), 0);
+        assert_non_null(c);
+        config_free(c);
+}
+
+static void config_owner_other_user(void **state) {
+        struct config *c = NULL;
+
+        if (geteuid() != 0)
+                skip();
+        write_config(MINIMAL_API ONE_TARGET);
+        assert_int_equal(chown(conf_path, 4242, 0), 0);
+        assert_int_equal(config_load(conf_path, &c, error, sizeof error), -EPERM);
+        assert_null(c);
+        assert_int_equal(chown(conf_path, 0, 0), 0);
+        assert_contains(error, ": owned by uid 4242, which is neither root nor the user the daemon runs as (uid 0)");
+        assert_contains(error, "run: chown root ");
+}
+
+static void config_owner_group_other_accepted(void **state) {
+        struct config *c = NULL;
+
+        if (geteuid() != 0)
+                skip();
+        /* Only the owner matters: the group cannot write a 0644 file. */
+        write_config(MINIMAL_API ONE_TARGET);
+        assert_int_equal(chown(conf_path, 0, 4242), 0);
+        assert_int_equal(config_load(conf_path, &c, error, sizeof error), 0);
+        assert_int_equal(chown(conf_path, 0, 0), 0);
+        config_free(c);
+}
+
+static void config_secret_readable_group(void **state) {
+        char warning[PATH_MAX * 2 + 128], path[PATH_MAX];
+        struct config *c;
+
+        chmod_file("secret", 0640);
+        c = load_ok(MINIMAL_API ONE_TARGET);
+        assert_true(c->secret_readable_by_others);
+        assert_true(config_secret_warning(c, warning, sizeof warning));
+        tmp_path(path, sizeof path, "secret");
+        assert_contains(warning, path);
+        assert_contains(warning, " is readable by group or others; run: chmod 600 ");
+        assert_contains(warning, "credential \"client-secret\"");
+        assert_not_contains(warning, "s3cr3t");
+        config_free(c);
+}
+
+static void config_secret_readable_others(void **state) {
+        struct config *c;
+
+        chmod_file("secret", 0604);
+        c = load_ok(MINIMAL_API ONE_TARGET);
+        assert_true(c->secret_readable_by_others);
+        config_free(c);
+}
+
+static void config_secret_private(void **state) {
+        char warning[64] = "untouched";
+        struct config *c;
+
+        chmod_file("secret", 0600);
+        c = load_ok(MINIMAL_API ONE_TARGET);
+        assert_false(c->secret_readable_by_others);
+        assert_false(config_secret_warning(c, warning, sizeof warning));
+        assert_string_equal(warning, "untouched");
+        config_free(c);
+}
+
+static void config_credential_readable(void **state) {
+        char path[PATH_MAX];
+        struct config *c;
+
+        tmp_path(path, sizeof path, "creds");
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", path, 1), 0);
+        chmod_file("creds/client-secret", 0644);
+        c = load_ok(MINIMAL_API ONE_TARGET);
+        assert_true(c->secret_readable_by_others);
+        config_free(c);
+
+        chmod_file("creds/client-secret", 0400);
+        c = load_ok(MINIMAL_API ONE_TARGET);
+        assert_false(c->secret_readable_by_others);
+        config_free(c);
+}
+
+static bool known_key(const char *key) {
+        for (const char *const *k = config_known_keys(); *k; k++)
+                if (streq(*k, key))
+                        return true;
+        return false;
+}
+
+static void config_known_keys_list(void **state) {
+        size_t n = 0;
+
+        for (const char *const *k = config_known_keys(); *k; k++)
+                n++;
+        assert_int_equal(n, 19);
+        assert_true(known_key("api"));
+        assert_true(known_key("api.client_id"));
+        assert_true(known_key("poll.interval"));
+        assert_true(known_key("state_directory"));
+        assert_true(known_key("targets.user_emails"));
+        assert_false(known_key("interval"));
+        assert_false(known_key("targets.page_size"));
+}
+
+static void config_unknown_key_other_group(void **state) {
+        /* A key of another group is unknown here, though the table lists it. */
+        assert_load_error(MINIMAL_API
+                          "targets = ( { customer_id = \"c1\"; tenant_id = \"t1\";\n"
+                          "  page_size = 10; } );\n",
+                          ":6: targets[0].page_size: unknown setting");
+}
+
+static void config_unknown_key_group_name(void **state) {
+        /* "api" is a group name, not a member of poll. */
+        assert_load_error(MINIMAL_API "poll = { api = 1; };\n" ONE_TARGET,
+                          ":5: poll.api: unknown setting");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup(name, test_setup)
@@ -1039,6 +1208,19 @@ int main(void) {
                 T(config_find),
                 T(config_equal),
                 T(config_free_null),
+                T(config_mode_group_writable),
+                T(config_mode_others_writable),
+                T(config_mode_both_writable),
+                T(config_mode_private_accepted),
+                T(config_owner_other_user),
+                T(config_owner_group_other_accepted),
+                T(config_secret_readable_group),
+                T(config_secret_readable_others),
+                T(config_secret_private),
+                T(config_credential_readable),
+                T(config_known_keys_list),
+                T(config_unknown_key_other_group),
+                T(config_unknown_key_group_name),
 #undef T
         };
 
