@@ -560,8 +560,11 @@ static void target_done(struct target *t) {
 }
 
 /* Customer and tenant ids go into a URL path and a file name, so they get a strict alphabet. */
+/* Checks an id that goes into a URL path and a file name. The snapshot's
+ * file name joins customer and tenant id with '_', so a customer id may not
+ * contain one: "a_b"+"c" and "a"+"b_c" would share a file. */
 static int check_id(const struct loader *l, const config_setting_t *s, const char *prefix,
-                    const char *key, const char *id) {
+                    const char *key, const char *id, bool allow_underscore) {
         char byte[16];
 
         if (strlen(id) > ID_LENGTH_MAX)
@@ -573,11 +576,14 @@ static int check_id(const struct loader *l, const config_setting_t *s, const cha
                 char c = *p;
 
                 if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-')
+                    c == '.' || c == '-' || (c == '_' && allow_underscore))
                         continue;
                 describe_byte((unsigned char) c, byte, sizeof byte);
+                if (allow_underscore)
+                        return fail(l, s, EINVAL, prefix, key,
+                                    "invalid character %s; only letters, digits, '.', '_' and '-' are allowed", byte);
                 return fail(l, s, EINVAL, prefix, key,
-                            "invalid character %s; only letters, digits, '.', '_' and '-' are allowed", byte);
+                            "invalid character %s; only letters, digits, '.' and '-' are allowed", byte);
         }
         return 0;
 }
@@ -592,7 +598,7 @@ static int parse_target_id(const struct loader *l, const config_setting_t *s, co
                 return r;
         if (r == 0)
                 return fail(l, s, EINVAL, prefix, key, "missing");
-        r = check_id(l, config_setting_get_member(s, key), prefix, key, value);
+        r = check_id(l, config_setting_get_member(s, key), prefix, key, value, !streq(key, "customer_id"));
         if (r < 0)
                 return r;
 

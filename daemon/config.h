@@ -35,7 +35,7 @@
 
 struct target {
         char *name;             /* the tenant id when the file names none */
-        char *customer_id;      /* [A-Za-z0-9._-]+, at most 128 bytes */
+        char *customer_id;      /* [A-Za-z0-9.-]+ (no "_": it joins the ids in file names), at most 128 bytes */
         char *tenant_id;        /* [A-Za-z0-9._-]+, at most 128 bytes */
         unsigned interval_sec;  /* own value, or poll.interval */
         char **user_emails;     /* NULL when the target covers all users */

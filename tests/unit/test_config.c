@@ -428,6 +428,18 @@ static void config_id_bad_character(void **state) {
                           ":5: targets[0].tenant_id: invalid character '/'");
 }
 
+static void config_customer_id_underscore(void **state) {
+        assert_load_error(MINIMAL_API "targets = ( { customer_id = \"a_b\"; tenant_id = \"c\"; } );\n",
+                          ":5: targets[0].customer_id: invalid character '_'");
+}
+
+static void config_tenant_id_underscore(void **state) {
+        struct config *c = load_ok(MINIMAL_API "targets = ( { customer_id = \"a\"; tenant_id = \"b_c\"; } );\n");
+
+        assert_string_equal(c->targets[0].tenant_id, "b_c");
+        config_free(c);
+}
+
 static void config_id_control_character(void **state) {
         assert_load_error(MINIMAL_API "targets = ( { customer_id = \"c1\"; tenant_id = \"t\\n1\"; } );\n",
                           ":5: targets[0].tenant_id: contains a control character");
@@ -1153,6 +1165,8 @@ int main(void) {
                 T(config_empty_targets),
                 T(config_id_bad_character),
                 T(config_id_control_character),
+                T(config_customer_id_underscore),
+                T(config_tenant_id_underscore),
                 T(config_id_non_ascii),
                 T(config_id_dot_dot),
                 T(config_id_empty),
