@@ -182,7 +182,7 @@ static void config_full(void **state) {
                 "state_directory = \"/srv/state\";\n"
                 "targets = (\n"
                 "  { name = \"contoso\"; customer_id = \"cust-1\"; tenant_id = \"ten.1\"; },\n"
-                "  { customer_id = \"cust_2\"; tenant_id = \"ten-2\"; interval = 3600;\n"
+                "  { customer_id = \"cust.2\"; tenant_id = \"ten-2\"; interval = 3600;\n"
                 "    user_emails = [ \"ceo@fabrikam.example\", \"cfo@fabrikam.example\" ]; }\n"
                 ");\n");
         char path[PATH_MAX];
@@ -213,7 +213,7 @@ static void config_full(void **state) {
         assert_int_equal(c->targets[0].line, 16);
 
         assert_string_equal(c->targets[1].name, "ten-2");
-        assert_string_equal(c->targets[1].customer_id, "cust_2");
+        assert_string_equal(c->targets[1].customer_id, "cust.2");
         assert_string_equal(c->targets[1].tenant_id, "ten-2");
         assert_int_equal(c->targets[1].interval_sec, 3600);
         assert_int_equal(c->targets[1].n_user_emails, 2);
