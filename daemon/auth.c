@@ -42,6 +42,14 @@ struct auth {
         struct http_request *fetch;
         uint64_t fetch_started_usec;
 
+        /* After a failed fetch, callers get its error until retry_at_usec
+         * instead of a new request: refused credentials must not turn a
+         * thousand polls into a thousand token requests. */
+        uint64_t retry_at_usec;         /* CLOCK_MONOTONIC, 0 when not backing off */
+        unsigned failures;              /* failed fetches in a row */
+        int last_error;
+        char last_reason[AUTH_REASON_MAX];
+
         struct auth_waiter *waiters;    /* FIFO */
         struct auth_waiter **waiters_tail;
 
@@ -390,6 +398,24 @@ static void token_failure_reason(const struct auth *a, long status, const char *
                 (void) snprintf(buf, size, "Failed to get a token from %s: HTTP %ld from the token endpoint", host, status);
 }
 
+/* Starts (or lengthens) the pause after a failed fetch: AUTH_BACKOFF_BASE_SEC
+ * doubling up to AUTH_BACKOFF_MAX_SEC. */
+static void auth_back_off(struct auth *a, int error, const char *reason) {
+        unsigned shift = a->failures < 16 ? a->failures : 16;
+        uint64_t delay = (uint64_t) AUTH_BACKOFF_BASE_SEC << shift;
+
+        if (delay > AUTH_BACKOFF_MAX_SEC)
+                delay = AUTH_BACKOFF_MAX_SEC;
+        a->failures++;
+        a->retry_at_usec = now_monotonic_usec() + delay * USEC_PER_SEC;
+        a->last_error = error;
+        strscpy(a->last_reason, sizeof a->last_reason, reason);
+}
+
+static bool auth_backing_off(const struct auth *a) {
+        return a->retry_at_usec > now_monotonic_usec();
+}
+
 static void on_token_reply(struct http_request *req, const struct http_response *resp, void *userdata) {
         struct auth *a = userdata;
         char detail[AUTH_REASON_MAX], reason[AUTH_REASON_MAX];
@@ -400,15 +426,20 @@ static void on_token_reply(struct http_request *req, const struct http_response 
 
         if (resp->error < 0) {
                 token_failure_reason(a, resp->status, resp->error_text, reason, sizeof reason);
+                auth_back_off(a, resp->error, reason);
                 auth_deliver_error(a, resp->error, reason);
                 return;
         }
         k = auth_parse_reply(resp->status, resp->body, resp->body_size, &t, detail, sizeof detail);
         if (k < 0) {
                 token_failure_reason(a, resp->status, detail, reason, sizeof reason);
+                auth_back_off(a, k, reason);
                 auth_deliver_error(a, k, reason);
                 return;
         }
+
+        a->failures = 0;
+        a->retry_at_usec = 0;
 
         secret_free(a->token);
         a->token = TAKE_PTR(t.access_token);
@@ -443,11 +474,17 @@ static int auth_start_fetch(struct auth *a) {
 
 static int on_deliver(sd_event_source *s, void *userdata) {
         struct auth *a = userdata;
-        char reason[AUTH_REASON_MAX];
+        char reason[AUTH_REASON_MAX + 64];
         int k;
 
         if (auth_token_is_valid(a)) {
                 auth_deliver_token(a);
+                return 0;
+        }
+        if (auth_backing_off(a)) {
+                (void) snprintf(reason, sizeof reason, "%s (next token request in %" PRIu64 " s)", a->last_reason,
+                                (a->retry_at_usec - now_monotonic_usec() + USEC_PER_SEC - 1) / USEC_PER_SEC);
+                auth_deliver_error(a, a->last_error, reason);
                 return 0;
         }
         /* The token was invalidated or expired after it was promised. */
@@ -518,7 +555,7 @@ int auth_get_token(struct auth *a, auth_callback_t cb, void *userdata) {
         *tail = w;
         a->waiters_tail = &w->next;
 
-        if (auth_token_is_valid(a))
+        if (auth_token_is_valid(a) || auth_backing_off(a))
                 k = sd_event_source_set_enabled(a->deliver, SD_EVENT_ONESHOT);
         else if (!a->fetch)
                 k = auth_start_fetch(a);

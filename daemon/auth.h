@@ -18,6 +18,11 @@
 /* A token is renewed this long before expires_in says it ends. */
 #define AUTH_RENEW_MARGIN_SEC 120
 #define AUTH_REPLY_MAX (64u * 1024u)
+/* After a failed token request, callers get that error without a new
+ * request for AUTH_BACKOFF_BASE_SEC, doubling with each failure in a row up
+ * to AUTH_BACKOFF_MAX_SEC. */
+#define AUTH_BACKOFF_BASE_SEC 5u
+#define AUTH_BACKOFF_MAX_SEC 600u
 
 struct auth;
 

@@ -142,6 +142,8 @@ static const char *const known_keys[] = {
         "api.max_parallel",
         "poll",
         "poll.interval",
+        "poll.hold_percent",
+        "poll.hold_min_users",
         "state_directory",
         "targets",
         "targets.name",
@@ -490,26 +492,30 @@ static int parse_api(const struct loader *l, const config_setting_t *root, struc
         return read_uint(l, group, "api", "max_parallel", 1, CONFIG_MAX_PARALLEL_MAX, &api->max_parallel);
 }
 
-static int parse_poll(const struct loader *l, const config_setting_t *root, unsigned *ret_interval) {
+static int parse_poll(const struct loader *l, const config_setting_t *root, struct config *c) {
         const config_setting_t *group = config_setting_get_member(root, "poll");
-        unsigned interval = CONFIG_INTERVAL_SEC_DEFAULT;
         int r;
 
-        if (group) {
-                r = expect_type(l, group, "poll", NULL, CONFIG_TYPE_GROUP);
-                if (r < 0)
-                        return r;
-                r = check_keys(l, group, "poll", "poll");
-                if (r < 0)
-                        return r;
-                r = read_uint(l, group, "poll", "interval", CONFIG_INTERVAL_SEC_MIN, CONFIG_INTERVAL_SEC_MAX,
-                              &interval);
-                if (r < 0)
-                        return r;
-        }
+        c->interval_sec = CONFIG_INTERVAL_SEC_DEFAULT;
+        c->hold_percent = CONFIG_HOLD_PERCENT_DEFAULT;
+        c->hold_min_users = CONFIG_HOLD_MIN_USERS_DEFAULT;
+        if (!group)
+                return 0;
 
-        *ret_interval = interval;
-        return 0;
+        r = expect_type(l, group, "poll", NULL, CONFIG_TYPE_GROUP);
+        if (r < 0)
+                return r;
+        r = check_keys(l, group, "poll", "poll");
+        if (r < 0)
+                return r;
+        r = read_uint(l, group, "poll", "interval", CONFIG_INTERVAL_SEC_MIN, CONFIG_INTERVAL_SEC_MAX,
+                      &c->interval_sec);
+        if (r < 0)
+                return r;
+        r = read_uint(l, group, "poll", "hold_percent", 0, 100, &c->hold_percent);
+        if (r < 0)
+                return r;
+        return read_uint(l, group, "poll", "hold_min_users", 1, CONFIG_HOLD_MIN_USERS_MAX, &c->hold_min_users);
 }
 
 /* Takes the first entry of $STATE_DIRECTORY, which systemd sets to a colon-separated list. */
@@ -990,7 +996,7 @@ static int parse_root(const struct loader *l, const config_setting_t *root, stru
         r = parse_api(l, root, &c->api);
         if (r < 0)
                 return r;
-        r = parse_poll(l, root, &c->interval_sec);
+        r = parse_poll(l, root, c);
         if (r < 0)
                 return r;
         r = parse_state_directory(l, root, &c->state_directory);
@@ -1106,6 +1112,11 @@ void config_print_summary(const struct config *c, FILE *f) {
         fprintf(f, "Max parallel:       %u requests\n", c->api.max_parallel);
         fprintf(f, "CA file:            %s\n", c->api.ca_file ? c->api.ca_file : "the system's CA store");
         fprintf(f, "Poll interval:      %u s\n", c->interval_sec);
+        if (c->hold_percent > 0)
+                fprintf(f, "Mass changes held:  over %u%% of a tenant of %u users or more\n",
+                        c->hold_percent, c->hold_min_users);
+        else
+                fprintf(f, "Mass changes held:  never (poll.hold_percent = 0)\n");
         fprintf(f, "State directory:    %s\n", c->state_directory);
         fprintf(f, "Client secret from: %s\n", c->api.client_secret_file);
         fprintf(f, "Targets:            %zu\n", c->n_targets);

@@ -29,6 +29,9 @@
 #define CONFIG_INTERVAL_SEC_DEFAULT 900
 #define CONFIG_INTERVAL_SEC_MIN 10
 #define CONFIG_INTERVAL_SEC_MAX 604800  /* one week */
+#define CONFIG_HOLD_PERCENT_DEFAULT 50
+#define CONFIG_HOLD_MIN_USERS_DEFAULT 20
+#define CONFIG_HOLD_MIN_USERS_MAX 1000000
 #define CONFIG_TARGETS_MAX 100000
 #define CONFIG_USER_EMAILS_MAX 10000
 #define CONFIG_SECRET_MAX 4096          /* bytes of the client secret */
@@ -60,6 +63,11 @@ struct config {
         char *path;
         struct api_config api;
         unsigned interval_sec;
+        /* A poll that would report more than hold_percent of a tenant's users
+         * (of a tenant of hold_min_users or more) as removed or losing
+         * protection is held until the next poll confirms it; 0 disables. */
+        unsigned hold_percent;
+        unsigned hold_min_users;
         char *state_directory;  /* $STATE_DIRECTORY when set, else the file's value */
         struct target *targets;
         size_t n_targets;

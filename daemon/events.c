@@ -24,6 +24,7 @@ static const char *const event_kind_names[_EVENT_KIND_MAX] = {
         [EVENT_POLL_FAILED] = "poll-failed",
         [EVENT_POLL_RECOVERED] = "poll-recovered",
         [EVENT_POLL_SUMMARY] = "poll-summary",
+        [EVENT_CHANGES_HELD] = "changes-held",
 };
 
 /* Operators filter and alert on these ids, and units/cbm365-watchd.catalog
@@ -38,6 +39,7 @@ static const char *const event_message_ids[_EVENT_KIND_MAX] = {
         [EVENT_POLL_FAILED] = "21458bbac1584d16906682d5e382994e",
         [EVENT_POLL_RECOVERED] = "e7ddcf3f29644f55a0b8bbd3b1398d26",
         [EVENT_POLL_SUMMARY] = "8ee8b4c886dd4e95a26eea62f6f7953f",
+        [EVENT_CHANGES_HELD] = "ba5feb4bda364d57bf8f1910511a5f66",
 };
 
 /*
@@ -359,6 +361,28 @@ int event_log_baseline(const struct event_target *t, size_t n_users, size_t n_un
         field_add_u64(&f, "CBM365_UNPROTECTED", n_unprotected);
 
         return event_send(&f, LOG_INFO);
+}
+
+int event_log_changes_held(const struct event_target *t, size_t n_users, size_t n_removed, size_t n_lost) {
+        _cleanup_(event_fields_done) struct event_fields f = {};
+        _cleanup_free_ char *target = NULL, *message = NULL;
+
+        if (!t)
+                return -EINVAL;
+
+        target = message_text(target_name(t));
+        if (target)
+                message = message_format("%s: holding a mass change until the next poll confirms it: "
+                                         "%zu of %zu users removed, %zu losing protection",
+                                         target, n_removed, n_users, n_lost);
+
+        event_fields_begin(&f, EVENT_CHANGES_HELD, LOG_WARNING, message);
+        event_fields_target(&f, t);
+        field_add_u64(&f, "CBM365_USERS", n_users);
+        field_add_u64(&f, "CBM365_REMOVED", n_removed);
+        field_add_u64(&f, "CBM365_LOST", n_lost);
+
+        return event_send(&f, LOG_WARNING);
 }
 
 int event_log_poll_failed(const struct event_target *t, const struct poll_failure *pf) {

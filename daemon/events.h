@@ -22,6 +22,7 @@ enum event_kind {
         EVENT_POLL_FAILED,
         EVENT_POLL_RECOVERED,
         EVENT_POLL_SUMMARY,
+        EVENT_CHANGES_HELD,
         _EVENT_KIND_MAX,
 };
 
@@ -50,6 +51,11 @@ int event_log_change(const struct event_target *t, const struct change *c);
 
 /* Logs baseline-recorded: the first complete poll of a target, counts only. */
 int event_log_baseline(const struct event_target *t, size_t n_users, size_t n_unprotected);
+
+/* Logs changes-held: a poll would report more of the tenant's n_users as
+ * removed (n_removed) or losing protection (n_lost) than the hold setting
+ * allows, so its user events wait for the next poll. */
+int event_log_changes_held(const struct event_target *t, size_t n_users, size_t n_removed, size_t n_lost);
 
 /* Logs poll-failed with the reason, the HTTP status and the request id. */
 int event_log_poll_failed(const struct event_target *t, const struct poll_failure *f);

@@ -87,6 +87,14 @@ struct http_client {
         char *user_agent;
         uint64_t connections_opened;
 
+        /* After a 429 or 503 no new request but urgent ones starts before
+         * paused_until (CLOCK_MONOTONIC); resume ends the pause. */
+        uint64_t paused_until_usec;
+        unsigned throttle_count;        /* throttled replies since the last success */
+        sd_event_source *resume;
+        http_pause_callback_t pause_callback;
+        void *pause_userdata;
+
         bool dispatching;
         bool free_requested;
 };
@@ -563,9 +571,15 @@ static void client_schedule_dispatch(struct http_client *c) {
 /* Moves queued requests into the multi handle while slots are free. A
  * request curl refuses ends with an error, reported from the event loop. */
 static void client_start_queued(struct http_client *c) {
+        bool paused = c->paused_until_usec > now_monotonic_usec();
+
         while (c->queued.head && c->running.n < c->max_parallel) {
                 struct http_request *r = c->queued.head;
                 CURLMcode mc;
+
+                /* Urgent requests sit at the front, so the rest wait behind them. */
+                if (paused && !r->urgent)
+                        break;
 
                 list_remove(&c->queued, r);
                 mc = curl_multi_add_handle(c->multi, r->easy);
@@ -602,6 +616,8 @@ static void client_collect_done(struct http_client *c) {
                         continue;
 
                 request_finish(r, code);
+                if (r->response.error == 0 && r->response.status < 400)
+                        c->throttle_count = 0;
                 (void) curl_multi_remove_handle(c->multi, r->easy);
                 list_remove(&c->running, r);
                 r->state = REQUEST_DONE;
@@ -638,6 +654,7 @@ static void client_destroy(struct http_client *c) {
         }
         sd_event_source_disable_unref(c->timer);
         sd_event_source_disable_unref(c->dispatch);
+        sd_event_source_disable_unref(c->resume);
         sd_event_unref(c->event);
         free(c->ca_file);
         free(c->user_agent);
@@ -701,6 +718,16 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static int on_dispatch(sd_event_source *s, void *userdata) {
         client_dispatch(userdata);
+        return 0;
+}
+
+static int on_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct http_client *c = userdata;
+
+        c->paused_until_usec = 0;
+        if (c->pause_callback)
+                c->pause_callback(0, c->pause_userdata);
+        client_dispatch(c);
         return 0;
 }
 
@@ -814,6 +841,12 @@ static int client_setup_sources(struct http_client *c) {
         if (k < 0)
                 return k;
         k = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        if (k < 0)
+                return k;
+        k = sd_event_add_time(c->event, &c->resume, CLOCK_MONOTONIC, 0, HTTP_TIMER_ACCURACY_USEC, on_resume, c);
+        if (k < 0)
+                return k;
+        k = sd_event_source_set_enabled(c->resume, SD_EVENT_OFF);
         if (k < 0)
                 return k;
         k = sd_event_add_defer(c->event, &c->dispatch, on_dispatch, c);
@@ -940,6 +973,42 @@ size_t http_client_queued(const struct http_client *c) {
 
 uint64_t http_client_connections_opened(const struct http_client *c) {
         return c ? c->connections_opened : 0;
+}
+
+uint64_t http_client_throttle(struct http_client *c, int64_t retry_after_sec) {
+        uint64_t pause_usec, until;
+
+        if (retry_after_sec >= 0)
+                pause_usec = (uint64_t) (retry_after_sec < HTTP_PAUSE_MAX_SEC ? retry_after_sec : HTTP_PAUSE_MAX_SEC) * USEC_PER_SEC;
+        else {
+                unsigned shift = c->throttle_count < 16 ? c->throttle_count : 16;
+                uint64_t base = (uint64_t) HTTP_BACKOFF_BASE_SEC * USEC_PER_SEC << shift;
+
+                if (base > (uint64_t) HTTP_BACKOFF_MAX_SEC * USEC_PER_SEC)
+                        base = (uint64_t) HTTP_BACKOFF_MAX_SEC * USEC_PER_SEC;
+                /* Full jitter on the upper half, so throttled clients do not retry in step. */
+                pause_usec = base / 2 + (uint64_t) random() % (base / 2 + 1);
+        }
+        c->throttle_count++;
+
+        until = now_monotonic_usec() + pause_usec;
+        if (until <= c->paused_until_usec)
+                return pause_usec;
+        c->paused_until_usec = until;
+        if (sd_event_source_set_time(c->resume, until) >= 0)
+                (void) sd_event_source_set_enabled(c->resume, SD_EVENT_ONESHOT);
+        if (c->pause_callback)
+                c->pause_callback(until, c->pause_userdata);
+        return pause_usec;
+}
+
+uint64_t http_client_paused_until(const struct http_client *c) {
+        return c->paused_until_usec > now_monotonic_usec() ? c->paused_until_usec : 0;
+}
+
+void http_client_set_pause_callback(struct http_client *c, http_pause_callback_t cb, void *userdata) {
+        c->pause_callback = cb;
+        c->pause_userdata = userdata;
 }
 
 sd_event *http_client_get_event(const struct http_client *c) {

@@ -78,6 +78,29 @@ uint64_t http_client_connections_opened(const struct http_client *c);
 /* The event loop the client runs on (borrowed, not referenced). */
 sd_event *http_client_get_event(const struct http_client *c);
 
+/* Longest pause one Retry-After imposes, and the backoff when a 429 or 503
+ * came without one: HTTP_BACKOFF_BASE_SEC doubling to HTTP_BACKOFF_MAX_SEC. */
+#define HTTP_PAUSE_MAX_SEC 900
+#define HTTP_BACKOFF_BASE_SEC 1
+#define HTTP_BACKOFF_MAX_SEC 120
+
+/* Called when a pause begins (until: CLOCK_MONOTONIC usec) and ends (until 0). */
+typedef void (*http_pause_callback_t)(uint64_t until_usec, void *userdata);
+
+/*
+ * Pauses the start of new requests after the server throttled one (HTTP 429
+ * or 503): for retry_after_sec when it is >= 0 (at most HTTP_PAUSE_MAX_SEC),
+ * else for an exponential backoff with jitter that grows with each throttled
+ * reply and starts over after a successful one. Running requests go on, and
+ * urgent requests (the token) are not held. Returns the pause in usec.
+ */
+uint64_t http_client_throttle(struct http_client *c, int64_t retry_after_sec);
+
+/* Returns when the current pause ends (CLOCK_MONOTONIC usec), or 0. */
+uint64_t http_client_paused_until(const struct http_client *c);
+
+void http_client_set_pause_callback(struct http_client *c, http_pause_callback_t cb, void *userdata);
+
 /* Parses a Retry-After value (delta seconds or an HTTP date) against now.
  * Returns seconds >= 0, or -EINVAL. */
 int64_t http_parse_retry_after(const char *value, int64_t now_realtime_sec);

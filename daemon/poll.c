@@ -22,13 +22,11 @@
 #include "util.h"
 
 #define USERS_BATCH_PATH "/partner/external/v3/general/customers/%s/tenants/%s/cloud-backup-m365/users/batch"
-#define BACKOFF_BASE_SEC 1
 
 struct page {
         struct poll *poll;
         unsigned index;                 /* 1-based pageIndex */
         struct http_request *request;   /* while in flight */
-        sd_event_source *retry_timer;   /* while waiting out a 429 or 503 */
         unsigned throttle_retries;
         unsigned token_generation;      /* of the token the request was sent with */
         bool token_renewed;             /* a 401 renewed the token once already */
@@ -66,7 +64,6 @@ static void page_stop(struct page *p) {
                 http_request_cancel(p->request);
                 p->request = NULL;
         }
-        p->retry_timer = sd_event_source_disable_unref(p->retry_timer);
         p->waiting_for_token = false;
 }
 
@@ -118,40 +115,13 @@ static void poll_succeed(struct poll *p) {
 
 static int page_submit(struct page *pg);
 
-static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        struct page *pg = userdata;
-
-        pg->retry_timer = sd_event_source_disable_unref(pg->retry_timer);
-        if (page_submit(pg) < 0)
-                poll_fail(pg->poll, 0, NULL, "Failed to send the request for page %u", pg->index);
-        return 0;
-}
-
-/* Waits out a 429 or 503 before the page is asked for again: Retry-After
- * when the reply had one, else an exponential backoff with jitter. */
-static int page_schedule_retry(struct page *pg, int64_t retry_after_sec) {
-        uint64_t delay_usec;
-
-        if (retry_after_sec >= 0)
-                delay_usec = (uint64_t) retry_after_sec * USEC_PER_SEC;
-        else {
-                uint64_t base = (uint64_t) BACKOFF_BASE_SEC * USEC_PER_SEC << pg->throttle_retries;
-
-                delay_usec = base + (uint64_t) random() % base;
-        }
-
-        pg->throttle_retries++;
-        return sd_event_add_time_relative(pg->poll->event, &pg->retry_timer, CLOCK_MONOTONIC,
-                                          delay_usec, 0, on_retry_timer, pg);
-}
-
 /* Fetches every page the poll has not yet asked for. */
 static int poll_submit_remaining(struct poll *p) {
         for (unsigned i = 1; i < p->n_pages; i++) {
                 struct page *pg = &p->pages[i];
                 int r;
 
-                if (pg->done || pg->request || pg->retry_timer || pg->waiting_for_token)
+                if (pg->done || pg->request || pg->waiting_for_token)
                         continue;
                 r = page_submit(pg);
                 if (r < 0)
@@ -339,9 +309,13 @@ static void page_on_unauthorized(struct page *pg, const struct http_response *re
                 poll_fail(p, resp->status, resp->request_id, "Failed to request a new token");
 }
 
+/* A 429 or 503 pauses every request to the API for Retry-After (or a
+ * backoff), not just this page's; the page waits in the queue meanwhile. */
 static void page_on_throttled(struct page *pg, const struct http_response *resp) {
         struct poll *p = pg->poll;
+        uint64_t pause_usec;
 
+        pause_usec = http_client_throttle(p->http, resp->retry_after_sec);
         if (pg->throttle_retries >= POLL_THROTTLE_RETRIES) {
                 poll_fail(p, resp->status, resp->request_id, "HTTP %ld on page %u, still after %u retries",
                           resp->status, pg->index, pg->throttle_retries);
@@ -352,10 +326,12 @@ static void page_on_throttled(struct page *pg, const struct http_response *resp)
                           resp->status, pg->index, resp->retry_after_sec);
                 return;
         }
-        log_debug("HTTP %ld on page %u of '%s', retrying after %" PRIi64 " s",
-                  resp->status, pg->index, p->name, resp->retry_after_sec);
-        if (page_schedule_retry(pg, resp->retry_after_sec) < 0)
-                poll_fail(p, resp->status, resp->request_id, "Failed to schedule a retry of page %u", pg->index);
+
+        pg->throttle_retries++;
+        log_debug("HTTP %ld on page %u of '%s', requests paused for %" PRIu64 " ms",
+                  resp->status, pg->index, p->name, pause_usec / USEC_PER_MSEC);
+        if (page_submit(pg) < 0)
+                poll_fail(p, resp->status, resp->request_id, "Failed to send the request for page %u", pg->index);
 }
 
 static void on_page_reply(struct http_request *req, const struct http_response *resp, void *userdata) {

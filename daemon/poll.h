@@ -15,8 +15,9 @@
 
 /* Pages of one poll, at most: users above this are not supported. */
 #define POLL_PAGES_MAX 20000
-/* Times one page is tried again after 429 or 503, and the longest wait. */
-#define POLL_THROTTLE_RETRIES 3
+/* Times one page is tried again after 429 or 503, and the longest
+ * Retry-After a poll waits out rather than failing. */
+#define POLL_THROTTLE_RETRIES 5
 #define POLL_RETRY_AFTER_MAX_SEC 300
 
 struct poll;

@@ -32,6 +32,9 @@
 
 /* A target with no snapshot yet is polled within this many seconds of start. */
 #define FIRST_POLL_SPREAD_SEC 10
+/* A failing target is polled at its interval doubled for each failure in a
+ * row, up to this many intervals apart. */
+#define BACKOFF_MAX_INTERVALS 4
 #define USER_AGENT "cbm365-watchd/" CBM365_VERSION
 
 /* How a target's last poll in the current cycle ended. */
@@ -50,7 +53,9 @@ struct target_state {
         struct poll *poll;              /* while a poll runs */
         bool queued;                    /* waiting for a free poll slot */
         bool failing;                   /* in an outage: poll-failed was logged */
+        unsigned failures;              /* polls failed in a row in this process */
         bool restart;                   /* a reload cancelled its poll: poll again at once */
+        bool holding;                   /* the last poll's mass change waits for confirmation */
         bool removed;                   /* a reload removed the target */
         uint64_t outage_since_usec;     /* CLOCK_REALTIME */
         size_t changes;                 /* user events of the running poll */
@@ -66,6 +71,7 @@ struct scheduler {
         struct config *api_config_owner;        /* the config whose api settings http and auth use */
         bool once;
         bool stopped;
+        bool throttled;                 /* the HTTP client holds requests back */
         int state_fd;
 
         struct http_client *http;
@@ -125,14 +131,32 @@ static void scheduler_count_cycle(const struct scheduler *s, struct poll_summary
 }
 
 static void scheduler_notify_status(struct scheduler *s) {
+        uint64_t paused_until = s->http ? http_client_paused_until(s->http) : 0;
+        char pause[64] = "";
         struct poll_summary c;
 
         if (s->stopped)
                 return;
+        if (paused_until > 0)
+                (void) snprintf(pause, sizeof(pause), "; API throttled, requests paused for %" PRIu64 " s",
+                                (paused_until - now_monotonic_usec() + USEC_PER_SEC - 1) / USEC_PER_SEC);
         scheduler_count_cycle(s, &c);
         (void) sd_notifyf(false,
-                          "STATUS=%zu targets: %zu polls running, %zu waiting; this cycle %zu polled, %zu failed, %zu changes",
-                          s->n_targets, s->running, s->queue_len, c.targets_polled, c.targets_failed, c.changes);
+                          "STATUS=%zu targets: %zu polls running, %zu waiting; this cycle %zu polled, %zu failed, %zu changes%s",
+                          s->n_targets, s->running, s->queue_len, c.targets_polled, c.targets_failed, c.changes, pause);
+}
+
+static void on_http_pause(uint64_t until_usec, void *userdata) {
+        struct scheduler *s = userdata;
+
+        /* Said once per pause: a throttled API answers many requests with 429. */
+        if (until_usec > 0 && !s->throttled)
+                log_warning("The API throttled requests (HTTP 429 or 503): new requests wait %" PRIu64 " s",
+                            (until_usec - now_monotonic_usec() + USEC_PER_SEC - 1) / USEC_PER_SEC);
+        else if (until_usec == 0 && s->throttled)
+                log_info("Requests to the API resume after throttling");
+        s->throttled = until_usec > 0;
+        scheduler_notify_status(s);
 }
 
 /* Opens the state directory (creating its last component) and checks that a
@@ -181,6 +205,7 @@ static int scheduler_setup_api(struct scheduler *s, struct config *owner) {
         r = http_client_new(s->event, &opts, &s->http);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the HTTP client: %m");
+        http_client_set_pause_callback(s->http, on_http_pause, s);
         r = auth_new(s->http, &owner->api, &s->auth);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the token client: %m");
@@ -325,6 +350,29 @@ static int target_schedule(struct target_state *t, bool first) {
         return 0;
 }
 
+/* Moves the next poll of a failing target further out, so a tenant that
+ * answers 403 for days costs little; the others keep their schedule. */
+static void target_state_back_off(struct target_state *t) {
+        struct scheduler *s = t->scheduler;
+        unsigned shift = t->failures - 1, factor;
+        uint64_t interval_usec = (uint64_t) t->target->interval_sec * USEC_PER_SEC, delay;
+        int r;
+
+        if (s->once || s->stopped || !t->timer)
+                return;
+        factor = shift >= 2 ? BACKOFF_MAX_INTERVALS : 1u << shift;
+        delay = interval_usec * factor + (uint64_t) random() % (interval_usec / 10 + 1);
+
+        r = sd_event_source_set_time_relative(t->timer, delay);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning_errno(r, "Failed to reschedule target '%s': %m", t->target->name);
+        else
+                log_debug("Target '%s' failed %u times in a row, polled next in %" PRIu64 " s",
+                          t->target->name, t->failures, delay / USEC_PER_SEC);
+}
+
 /* Step 1: the previous snapshot. Returns 1 when there is one, 0 when the
  * target is to be baselined, or a negative errno when the state directory
  * cannot be read. */
@@ -425,6 +473,8 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
 
         t->cycle_result = CYCLE_FAILED;
         s->any_failed = true;
+        t->failures++;
+        target_state_back_off(t);
 
         /* Once per outage: later failures of the same target are debug only. */
         if (t->failing) {
@@ -435,6 +485,75 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
         t->outage_since_usec = now_realtime_usec();
         (void) event_log_poll_failed(event_target_of(t, &et), failure);
         target_state_write_outage(t, t->outage_since_usec);
+}
+
+struct mass_change {
+        size_t removed;                 /* users gone */
+        size_t lost;                    /* users losing protection of at least one module */
+        const struct user *last_lost;
+};
+
+static int on_count_change(const struct change *c, void *userdata) {
+        struct mass_change *m = userdata;
+
+        if (c->kind == CHANGE_USER_REMOVED)
+                m->removed++;
+        else if (c->kind == CHANGE_PROTECTION_LOST && c->user != m->last_lost) {
+                m->lost++;
+                m->last_lost = c->user;
+        }
+        return 0;
+}
+
+/*
+ * Decides whether this poll's changes are logged now. A poll that would
+ * report more than poll.hold_percent of a tenant's users as removed or losing
+ * protection is held once: such a jump is more often a passing fault of the
+ * API than a real change. The next poll confirms it (its events are logged
+ * then) or drops it. Returns true when the events are to be logged now.
+ */
+static bool target_state_release_changes(struct target_state *t, const struct tenant_view *previous,
+                                         const struct tenant_view *current) {
+        const struct config *config = t->scheduler->config;
+        struct mass_change m = {};
+        struct event_target et;
+        bool mass;
+
+        if (config->hold_percent == 0 || previous->n_users < config->hold_min_users) {
+                t->holding = false;
+                return true;
+        }
+
+        (void) diff_views(previous, current, on_count_change, &m);
+        mass = (m.removed + m.lost) * 100 > (size_t) config->hold_percent * previous->n_users;
+
+        if (mass && !t->holding) {
+                (void) event_log_changes_held(event_target_of(t, &et), previous->n_users, m.removed, m.lost);
+                t->holding = true;
+                return false;
+        }
+        if (mass)
+                log_notice("%s: the mass change held at the last poll is confirmed, logging its events",
+                           t->target->name);
+        else if (t->holding)
+                log_notice("%s: the mass change held at the last poll is gone, logging only the changes since the last snapshot",
+                           t->target->name);
+        t->holding = false;
+        return true;
+}
+
+/* Counts a complete poll in the cycle, and ends a failing target's backoff. */
+static void target_state_count_poll(struct target_state *t, const struct tenant_view *current) {
+        struct scheduler *s = t->scheduler;
+
+        if (t->failures > 0 && !s->once) {
+                t->failures = 0;
+                (void) target_schedule(t, false);
+        }
+        t->cycle_result = CYCLE_POLLED;
+        t->cycle_users = current->n_users;
+        t->cycle_unprotected = tenant_view_count_unprotected(current);
+        s->cycle_changes += t->changes;
 }
 
 /* The steps for one complete poll: load, log events, save, count. */
@@ -450,6 +569,11 @@ static int target_state_process(struct target_state *t, struct tenant_view *curr
 
         target_state_recovered(t);
 
+        if (have_previous && !target_state_release_changes(t, &previous, current)) {
+                target_state_count_poll(t, current);
+                return 0;
+        }
+
         r = target_state_log_events(t, &previous, have_previous, current);
         if (r < 0)
                 return r;
@@ -459,10 +583,7 @@ static int target_state_process(struct target_state *t, struct tenant_view *curr
                 return log_error_errno(r, "Failed to save snapshot %s of target '%s': %s",
                                        t->snapshot_name, t->target->name, reason[0] ? reason : strerror(-r));
 
-        t->cycle_result = CYCLE_POLLED;
-        t->cycle_users = current->n_users;
-        t->cycle_unprotected = tenant_view_count_unprotected(current);
-        s->cycle_changes += t->changes;
+        target_state_count_poll(t, current);
         return 0;
 }
 

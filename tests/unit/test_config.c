@@ -428,6 +428,32 @@ static void config_id_bad_character(void **state) {
                           ":5: targets[0].tenant_id: invalid character '/'");
 }
 
+static void config_hold_defaults(void **state) {
+        struct config *c = load_ok(MINIMAL_API ONE_TARGET);
+
+        assert_int_equal(c->hold_percent, 50);
+        assert_int_equal(c->hold_min_users, 20);
+        config_free(c);
+}
+
+static void config_hold_settings(void **state) {
+        struct config *c = load_ok(MINIMAL_API "poll = { hold_percent = 0; hold_min_users = 5; };\n" ONE_TARGET);
+
+        assert_int_equal(c->hold_percent, 0);
+        assert_int_equal(c->hold_min_users, 5);
+        config_free(c);
+}
+
+static void config_hold_percent_range(void **state) {
+        assert_load_error(MINIMAL_API "poll = { hold_percent = 101; };\n" ONE_TARGET,
+                          ":5: poll.hold_percent: 101 is out of range 0..100");
+}
+
+static void config_hold_min_users_range(void **state) {
+        assert_load_error(MINIMAL_API "poll = { hold_min_users = 0; };\n" ONE_TARGET,
+                          ":5: poll.hold_min_users: 0 is out of range 1..1000000");
+}
+
 static void config_customer_id_underscore(void **state) {
         assert_load_error(MINIMAL_API "targets = ( { customer_id = \"a_b\"; tenant_id = \"c\"; } );\n",
                           ":5: targets[0].customer_id: invalid character '_'");
@@ -1105,7 +1131,9 @@ static void config_known_keys_list(void **state) {
 
         for (const char *const *k = config_known_keys(); *k; k++)
                 n++;
-        assert_int_equal(n, 19);
+        assert_int_equal(n, 21);
+        assert_true(known_key("poll.hold_percent"));
+        assert_true(known_key("poll.hold_min_users"));
         assert_true(known_key("api"));
         assert_true(known_key("api.client_id"));
         assert_true(known_key("poll.interval"));
@@ -1166,6 +1194,10 @@ int main(void) {
                 T(config_id_bad_character),
                 T(config_id_control_character),
                 T(config_customer_id_underscore),
+                T(config_hold_defaults),
+                T(config_hold_settings),
+                T(config_hold_percent_range),
+                T(config_hold_min_users_range),
                 T(config_tenant_id_underscore),
                 T(config_id_non_ascii),
                 T(config_id_dot_dot),
