@@ -49,13 +49,14 @@ struct target_state {
         const struct target *target;    /* in scheduler->config */
         char snapshot_name[NAME_MAX + 1];
         char outage_name[NAME_MAX + 1]; /* "<customer>_<tenant>.outage" while polls fail */
+        char held_name[NAME_MAX + 1];   /* "<customer>_<tenant>.held" while a mass change is held */
         sd_event_source *timer;
         struct poll *poll;              /* while a poll runs */
         bool queued;                    /* waiting for a free poll slot */
         bool failing;                   /* in an outage: poll-failed was logged */
         unsigned failures;              /* polls failed in a row in this process */
         bool restart;                   /* a reload cancelled its poll: poll again at once */
-        bool holding;                   /* the last poll's mass change waits for confirmation */
+        bool holding;                   /* the last poll's mass change waits for confirmation; kept on disk too */
         bool removed;                   /* a reload removed the target */
         uint64_t outage_since_usec;     /* CLOCK_REALTIME */
         size_t changes;                 /* user events of the running poll */
@@ -487,6 +488,27 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
         target_state_write_outage(t, t->outage_since_usec);
 }
 
+/* Keeps the hold in "<customer>_<tenant>.held", so that --once runs and
+ * restarts confirm or drop it like a running daemon does. */
+static void target_state_set_holding(struct target_state *t, bool holding) {
+        int fd;
+
+        if (t->holding == holding)
+                return;
+        t->holding = holding;
+        if (!holding) {
+                if (unlinkat(t->scheduler->state_fd, t->held_name, 0) < 0 && errno != ENOENT)
+                        log_warning_errno(-errno, "Failed to remove %s: %m", t->held_name);
+                return;
+        }
+        fd = openat(t->scheduler->state_fd, t->held_name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                log_warning_errno(-errno, "Failed to record the held change of target '%s' in %s: %m",
+                                  t->target->name, t->held_name);
+        else
+                close(fd);
+}
+
 struct mass_change {
         size_t removed;                 /* users gone */
         size_t lost;                    /* users losing protection of at least one module */
@@ -520,7 +542,7 @@ static bool target_state_release_changes(struct target_state *t, const struct te
         bool mass;
 
         if (config->hold_percent == 0 || previous->n_users < config->hold_min_users) {
-                t->holding = false;
+                target_state_set_holding(t, false);
                 return true;
         }
 
@@ -529,7 +551,7 @@ static bool target_state_release_changes(struct target_state *t, const struct te
 
         if (mass && !t->holding) {
                 (void) event_log_changes_held(event_target_of(t, &et), previous->n_users, m.removed, m.lost);
-                t->holding = true;
+                target_state_set_holding(t, true);
                 return false;
         }
         if (mass)
@@ -538,7 +560,7 @@ static bool target_state_release_changes(struct target_state *t, const struct te
         else if (t->holding)
                 log_notice("%s: the mass change held at the last poll is gone, logging only the changes since the last snapshot",
                            t->target->name);
-        t->holding = false;
+        target_state_set_holding(t, false);
         return true;
 }
 
@@ -645,6 +667,8 @@ static int target_state_new(struct scheduler *s, const struct target *target, st
         if (r < 0)
                 return log_error_errno(r, "Invalid ids of target '%s': %m", target->name);
         (void) snprintf(t->outage_name, sizeof(t->outage_name), "%s_%s.outage", target->customer_id, target->tenant_id);
+        (void) snprintf(t->held_name, sizeof(t->held_name), "%s_%s.held", target->customer_id, target->tenant_id);
+        t->holding = faccessat(s->state_fd, t->held_name, F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
         if (target_state_read_outage(t, &t->outage_since_usec) > 0)
                 t->failing = true;
 
