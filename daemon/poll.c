@@ -21,6 +21,7 @@
 #include "reply.h"
 #include "util.h"
 
+#define POLL_RESERVE_USERS_MAX ((size_t) 200000)
 #define USERS_BATCH_PATH "/partner/external/v3/general/customers/%s/tenants/%s/cloud-backup-m365/users/batch"
 
 struct page {
@@ -57,6 +58,9 @@ struct poll {
         struct page *pages;             /* n_pages entries, once page 1 came */
         struct page first_page;         /* page 1, before n_pages is known */
         unsigned pages_done;
+        unsigned next_page;             /* index into pages of the next page never asked for */
+        unsigned pages_in_flight;       /* asked for and not yet done, page 1 aside */
+        unsigned window;                /* pages in flight at most: more would only wait in the queue */
 };
 
 static void page_stop(struct page *p) {
@@ -117,15 +121,13 @@ static int page_submit(struct page *pg);
 
 /* Fetches every page the poll has not yet asked for. */
 static int poll_submit_remaining(struct poll *p) {
-        for (unsigned i = 1; i < p->n_pages; i++) {
-                struct page *pg = &p->pages[i];
-                int r;
+        while (p->next_page < p->n_pages && p->pages_in_flight < p->window) {
+                int r = page_submit(&p->pages[p->next_page]);
 
-                if (pg->done || pg->request || pg->waiting_for_token)
-                        continue;
-                r = page_submit(pg);
                 if (r < 0)
                         return r;
+                p->next_page++;
+                p->pages_in_flight++;
         }
         return 0;
 }
@@ -138,6 +140,8 @@ static void poll_restart(struct poll *p, const char *why) {
         p->pages = mfree(p->pages);
         p->n_pages = 0;
         p->pages_done = 0;
+        p->next_page = 1;
+        p->pages_in_flight = 0;
         p->total_count = -1;
         p->restarted = true;
         p->first_page = (struct page) { .poll = p, .index = 1 };
@@ -174,6 +178,9 @@ static int poll_learn_pages(struct poll *p, const struct page_meta *meta) {
 
         p->pages = calloc(n, sizeof(struct page));
         if (!p->pages)
+                return -ENOMEM;
+        /* Sized from totalCount, but a hostile count reserves no more than this. */
+        if (tenant_view_reserve(&p->view, MIN((size_t) meta->total_count, POLL_RESERVE_USERS_MAX)) < 0)
                 return -ENOMEM;
         p->n_pages = (unsigned) n;
         for (unsigned i = 0; i < p->n_pages; i++)
@@ -248,6 +255,8 @@ static void page_on_ok(struct page *pg, const struct http_response *resp) {
 
         pg->done = true;
         p->pages_done++;
+        if (p->pages)
+                p->pages_in_flight--;
 
         if (pg->index == 1 && !p->pages) {
                 r = poll_learn_pages(p, &meta);
@@ -259,10 +268,10 @@ static void page_on_ok(struct page *pg, const struct http_response *resp) {
                         poll_fail(p, 0, NULL, "Failed to allocate the page table: %s", strerror(-r));
                         return;
                 }
-                if (poll_submit_remaining(p) < 0) {
-                        poll_fail(p, 0, NULL, "Failed to send the requests for the other pages");
-                        return;
-                }
+        }
+        if (poll_submit_remaining(p) < 0) {
+                poll_fail(p, 0, NULL, "Failed to send the requests for the other pages");
+                return;
         }
 
         if (p->pages_done == p->n_pages)
@@ -449,6 +458,8 @@ int poll_start(const struct poll_context *ctx, const struct target *target,
                 .callback = cb,
                 .userdata = userdata,
                 .page_size = ctx->api->page_size,
+                .window = ctx->api->max_parallel,
+                .next_page = 1,
                 .total_count = -1,
         };
         p->first_page = (struct page) { .poll = p, .index = 1, .waiting_for_token = true };

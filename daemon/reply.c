@@ -87,7 +87,7 @@ static const char *type_with_article(enum json_type type) {
 /* Looks up a member that must be present and of the given type. */
 static int get_member(struct json_object *obj, const char *key, enum json_type type,
                       const struct location *loc, struct json_object **ret, char *reason, size_t reason_size) {
-        struct json_object *value;
+        struct json_object *value = NULL;
 
         if (!json_object_object_get_ex(obj, key, &value))
                 return location_reason(loc, key, reason, reason_size, EBADMSG, "missing");
@@ -122,7 +122,7 @@ static int get_member_either(struct json_object *obj, const char *key, const cha
 
 static int get_integer(struct json_object *obj, const char *key, int64_t min, int64_t max,
                        const struct location *loc, int64_t *ret, char *reason, size_t reason_size) {
-        struct json_object *value;
+        struct json_object *value = NULL;
         int64_t v;
         int r;
 
@@ -144,7 +144,7 @@ static int get_integer(struct json_object *obj, const char *key, int64_t min, in
  * null_ok is set. */
 static int copy_string(struct json_object *obj, const char *key, size_t max, bool null_ok,
                        const struct location *loc, char **ret, char *reason, size_t reason_size) {
-        struct json_object *value;
+        struct json_object *value = NULL;
         const char *s = "";
         size_t len = 0;
         char *copy;
@@ -214,7 +214,7 @@ static int parse_module(struct json_object *obj, const struct location *loc, str
 static int parse_modules(struct json_object *obj, const struct location *user_loc, struct user *u,
                          char *reason, size_t reason_size) {
         _cleanup_free_ struct module_status *modules = NULL;
-        struct json_object *array;
+        struct json_object *array = NULL;
         size_t n;
         int r;
 
@@ -298,7 +298,7 @@ static int parse_users(struct json_object *data, struct tenant_view *view, char 
 
 static int parse_metadata(struct json_object *root, struct page_meta *ret, char *reason, size_t reason_size) {
         struct location loc = { .kind = LOCATION_METADATA };
-        struct json_object *metadata;
+        struct json_object *metadata = NULL;
         int64_t page_index, page_size, total_count;
         int r;
 
@@ -381,7 +381,7 @@ static int parse_json(const char *body, size_t size, struct json_object **ret, c
 int reply_parse_page(const char *body, size_t size, struct tenant_view *view,
                      struct page_meta *ret_meta, char *reason, size_t reason_size) {
         _cleanup_(json_object_putp) struct json_object *root = NULL;
-        struct json_object *data;
+        struct json_object *data = NULL;
         struct page_meta meta;
         size_t n_before;
         int r;
@@ -419,7 +419,7 @@ int reply_parse_page(const char *body, size_t size, struct tenant_view *view,
 
 int reply_build_request_body(char *const *user_emails, size_t n_user_emails, char **ret) {
         _cleanup_(json_object_putp) struct json_object *root = NULL;
-        struct json_object *array;
+        struct json_object *array = NULL;
         const char *text;
         char *copy;
 

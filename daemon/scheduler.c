@@ -829,7 +829,10 @@ static void scheduler_adopt_kept(struct scheduler *s, const struct config *confi
                         continue;
                 }
 
+                /* Never NULL: scheduler_create_added() made a state for each target without one. */
                 t = scheduler_find_state(s, target);
+                if (!t)
+                        continue;
                 for (size_t j = 0; j < s->n_targets; j++)
                         if (s->targets[j] == t)
                                 s->targets[j] = NULL;

@@ -886,8 +886,14 @@ int snapshot_load(int dir_fd, const char *file_name, struct tenant_view *ret,
         rd = (struct reader) { .fd = fd, .buf = buf, .file_name = file_name };
 
         r = parse_header(&rd, &n_users, reason, reason_size);
-        if (r >= 0)
+        if (r >= 0) {
+                struct stat st;
+
+                /* A user line has at least 5 bytes: a corrupt count cannot make us reserve more. */
+                if (fstat(fd, &st) >= 0)
+                        (void) tenant_view_reserve(&v, MIN(n_users, (size_t) st.st_size / 5));
                 r = parse_users(&rd, n_users, &v, &hash, reason, reason_size);
+        }
         if (r >= 0)
                 r = parse_trailer(&rd, n_users, hash, reason, reason_size);
         if (r >= 0)

@@ -27,6 +27,14 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+#undef MIN
+#define MIN(a, b)                                       \
+        ({                                              \
+                __typeof__(a) _a_ = (a);                \
+                __typeof__(b) _b_ = (b);                \
+                _a_ < _b_ ? _a_ : _b_;                  \
+        })
+
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
 

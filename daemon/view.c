@@ -117,6 +117,21 @@ void tenant_view_done(struct tenant_view *v) {
         *v = (struct tenant_view) {};
 }
 
+int tenant_view_reserve(struct tenant_view *v, size_t n) {
+        struct user *users;
+
+        if (n > VIEW_USERS_MAX)
+                return -E2BIG;
+        if (n <= v->capacity)
+                return 0;
+        users = reallocarray(v->users, n, sizeof(v->users[0]));
+        if (!users)
+                return -ENOMEM;
+        v->users = users;
+        v->capacity = n;
+        return 0;
+}
+
 int tenant_view_add(struct tenant_view *v, struct user *u) {
         if (!v || !u || !u->id || u->id[0] == '\0' || !u->email || !u->display_name)
                 return -EINVAL;

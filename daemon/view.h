@@ -61,6 +61,10 @@ void user_done(struct user *u);
 /* Frees every user and zeroes the view; the view may be reused. */
 void tenant_view_done(struct tenant_view *v);
 
+/* Makes room for n users at once, so that a view of known size is not grown
+ * by doubling (which leaves up to half the array unused). */
+int tenant_view_reserve(struct tenant_view *v, size_t n);
+
 /* Appends *u to the view, taking ownership of its contents (and zeroing *u)
  * on success. Fails with -E2BIG past VIEW_USERS_MAX, -ENOMEM. */
 int tenant_view_add(struct tenant_view *v, struct user *u);
