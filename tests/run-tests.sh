@@ -11,7 +11,9 @@
 # Usage: tests/run-tests.sh [--build-only] [CTEST OPTION]...
 #   --build-only   install and build, run no test (tests/demo.sh uses this)
 #   other options go to ctest, e.g. -L unit, -R integration/once, -j2
-# CBM365_BUILD_DIR=DIR builds into DIR instead of build/.
+# CBM365_BUILD_DIR=DIR builds into DIR instead of build/. A full run then
+# repeats the unit and integration tests in a sanitizer build, DIR-sanitize;
+# CBM365_SKIP_SANITIZERS=1 leaves that out.
 
 set -euo pipefail
 
@@ -88,4 +90,21 @@ trap '"$python" "$top/tests/integration/journald.py" stop --pid-file "$journald_
 
 status=0
 ctest --test-dir "$build" --output-on-failure "${ctest_args[@]}" || status=$?
+
+# The unit and integration tests once more with AddressSanitizer and
+# UndefinedBehaviorSanitizer, which make the daemon exit non-zero on a memory
+# error or leak. Only on a full run: options given to ctest select tests of
+# the main build alone.
+if [ ${#ctest_args[@]} -eq 0 ] && [ "${CBM365_SKIP_SANITIZERS:-0}" != 1 ]; then
+        sanitize_build="$build-sanitize"
+        say "sanitizer build in $sanitize_build"
+        log=$(mktemp)
+        if ! cmake -S "$top" -B "$sanitize_build" -DCBM365_WERROR=ON -DCBM365_SANITIZE=ON >"$log" 2>&1; then
+                cat "$log" >&2
+                status=1
+        fi
+        rm -f "$log"
+        cmake --build "$sanitize_build" -j"$(nproc)" || status=1
+        ctest --test-dir "$sanitize_build" --output-on-failure -L 'unit|integration' || status=1
+fi
 exit "$status"
