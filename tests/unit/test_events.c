@@ -14,83 +14,7 @@
 #include "events.h"
 #include "log.h"
 
-/*
- * The journal is replaced in this program: this definition of
- * sd_journal_sendv() takes precedence over libsystemd's, so the tests see the
- * exact items of each entry without a journald running.
- */
-#define FAKE_ITEMS_MAX 32
-
-static struct {
-        char *items[FAKE_ITEMS_MAX];
-        size_t lengths[FAKE_ITEMS_MAX];
-        int n;
-        int calls;
-} fake_journal;
-
-static void fake_journal_clear(void) {
-        for (int i = 0; i < fake_journal.n; i++)
-                free(fake_journal.items[i]);
-        fake_journal.n = 0;
-}
-
-int sd_journal_sendv(const struct iovec *iov, int n) {
-        fake_journal.calls++;
-        fake_journal_clear();
-        for (int i = 0; i < n && i < FAKE_ITEMS_MAX; i++) {
-                char *copy = malloc(iov[i].iov_len + 1);
-
-                assert_non_null(copy);
-                memcpy(copy, iov[i].iov_base, iov[i].iov_len);
-                copy[iov[i].iov_len] = '\0';
-                fake_journal.items[i] = copy;
-                fake_journal.lengths[i] = iov[i].iov_len;
-                fake_journal.n++;
-        }
-        return 0;
-}
-
-/* Returns the value of the item NAME of the last entry, or NULL. */
-static const char *journal_item(const char *name) {
-        size_t n = strlen(name);
-
-        for (int i = 0; i < fake_journal.n; i++)
-                if (strncmp(fake_journal.items[i], name, n) == 0 && fake_journal.items[i][n] == '=')
-                        return fake_journal.items[i] + n + 1;
-        return NULL;
-}
-
-/* Standard error goes into a memory file between capture_begin() and
- * capture_end(); cmocka's own messages are printed only after capture_end(). */
-static int saved_stderr = -1;
-static int capture_fd = -1;
-
-static void capture_begin(void) {
-        fflush(stderr);
-        saved_stderr = dup(STDERR_FILENO);
-        assert_true(saved_stderr >= 0);
-        capture_fd = memfd_create("stderr", MFD_CLOEXEC);
-        assert_true(capture_fd >= 0);
-        assert_int_equal(dup2(capture_fd, STDERR_FILENO), STDERR_FILENO);
-}
-
-/* Returns what was written to standard error, as a malloc'ed string. */
-static char *capture_end(void) {
-        off_t size;
-        char *buf;
-
-        fflush(stderr);
-        assert_int_equal(dup2(saved_stderr, STDERR_FILENO), STDERR_FILENO);
-        close(saved_stderr);
-        size = lseek(capture_fd, 0, SEEK_END);
-        assert_true(size >= 0);
-        buf = calloc(1, (size_t) size + 1);
-        assert_non_null(buf);
-        assert_int_equal(pread(capture_fd, buf, (size_t) size, 0), size);
-        close(capture_fd);
-        saved_stderr = -1;
-        return buf;
-}
+#include "fake_journal.h"
 
 /* Returns true when the console line contains the field "NAME=value" exactly,
  * as one whole item between "[" or " " and " " or "]". */
@@ -152,18 +76,6 @@ static int setup_journal(void **state) {
         log_set_max_priority(LOG_INFO);
         fake_journal_clear();
         fake_journal.calls = 0;
-        return 0;
-}
-
-/* Puts standard error back when an assert ended a test between
- * capture_begin() and capture_end(). */
-static int teardown_capture(void **state) {
-        if (saved_stderr >= 0) {
-                (void) dup2(saved_stderr, STDERR_FILENO);
-                close(saved_stderr);
-                close(capture_fd);
-                saved_stderr = -1;
-        }
         return 0;
 }
 
