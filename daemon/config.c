@@ -15,7 +15,10 @@
 
 #include "util.h"
 
+#define CONFIG_FILE_MAX (16 * 1024 * 1024)
+#define CONFIG_LINE_MAX 65536
 #define ID_LENGTH_MAX 128               /* customer and tenant ids */
+#define TARGET_IDS_LENGTH_MAX 180       /* both ids and "_": the snapshot's name is at most 200 bytes */
 #define TARGET_NAME_LENGTH_MAX 128
 #define EMAIL_LENGTH_MAX 320            /* local part (64) + "@" + domain (255), the RFC 5321 limits */
 #define URL_LENGTH_MAX 2048
@@ -419,7 +422,7 @@ static int check_readable_file(const struct loader *l, const config_setting_t *s
         _cleanup_close_ int fd = -1;
         struct stat st;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 int e = errno;
 
@@ -705,6 +708,10 @@ static int parse_target(const struct loader *l, const config_setting_t *s, size_
         r = parse_target_id(l, s, prefix, "tenant_id", &t.tenant_id);
         if (r < 0)
                 return r;
+        /* The snapshot's file name joins both ids, and a file name has a limit. */
+        if (strlen(t.customer_id) + 1 + strlen(t.tenant_id) > TARGET_IDS_LENGTH_MAX)
+                return fail(l, s, EINVAL, prefix, "tenant_id",
+                            "customer_id and tenant_id together are longer than %d bytes", TARGET_IDS_LENGTH_MAX);
         r = parse_target_name(l, s, prefix, &t);
         if (r < 0)
                 return r;
@@ -757,10 +764,11 @@ static int parse_targets(const struct loader *l, const config_setting_t *root, s
 
 typedef int (*target_compare_t)(const struct target *a, const struct target *b);
 
+/* Ids are GUIDs, which the API matches without regard to case. */
 static int compare_target_ids(const struct target *a, const struct target *b) {
-        int r = strcmp(a->customer_id, b->customer_id);
+        int r = strcasecmp(a->customer_id, b->customer_id);
 
-        return r != 0 ? r : strcmp(a->tenant_id, b->tenant_id);
+        return r != 0 ? r : strcasecmp(a->tenant_id, b->tenant_id);
 }
 
 static int compare_target_names(const struct target *a, const struct target *b) {
@@ -854,7 +862,7 @@ static int read_secret_file(const char *path, char **ret, bool *ret_readable_by_
         size_t size = 0;
         struct stat st;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 int e = errno;
 
@@ -939,6 +947,8 @@ static int load_secret(const struct loader *l, const config_setting_t *root, str
         if (r < 0)
                 return set_reason(l->error, l->error_size, r, "%s: %s (credential %s from $CREDENTIALS_DIRECTORY)",
                                   path, reason, CONFIG_CREDENTIAL_NAME);
+        /* systemd sets up the credential's mode, there is nothing for the admin to fix. */
+        c->secret_readable_by_others = false;
         return 0;
 }
 
@@ -950,12 +960,11 @@ static int load_secret(const struct loader *l, const config_setting_t *root, str
  * libconfig, because libconfig reports every failure to open as "file I/O
  * error", and so that the file checked is the file parsed.
  */
-static int open_config_file(const struct loader *l, FILE **ret) {
+static int open_config_file(const struct loader *l, int *ret) {
         _cleanup_close_ int fd = -1;
         struct stat st;
-        FILE *f;
 
-        fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 int e = errno;
 
@@ -976,14 +985,71 @@ static int open_config_file(const struct loader *l, FILE **ret) {
                                   "(uid %u), so that user could redirect the client secret; run: chown root %s",
                                   l->path, (unsigned) st.st_uid, (unsigned) geteuid(), l->path);
 
-        f = fdopen(fd, "re");
-        if (!f) {
-                int e = errno;
+        if (st.st_size > CONFIG_FILE_MAX)
+                return set_reason(l->error, l->error_size, EFBIG, "%s: larger than %d bytes", l->path, CONFIG_FILE_MAX);
 
-                return set_reason(l->error, l->error_size, e, "%s: failed to open: %s", l->path, strerror(e));
+        *ret = TAKE_FD(fd);
+        return 0;
+}
+
+/* Reads the whole file, at most CONFIG_FILE_MAX bytes, as one string. */
+static int read_config_text(const struct loader *l, int fd, char **ret) {
+        _cleanup_free_ char *text = malloc(CONFIG_FILE_MAX + 1);
+        size_t size = 0;
+
+        if (!text)
+                return fail_oom(l);
+        for (;;) {
+                ssize_t k = read(fd, text + size, CONFIG_FILE_MAX + 1 - size);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return set_reason(l->error, l->error_size, errno, "%s: failed to read: %s",
+                                          l->path, strerror(errno));
+                if (k == 0)
+                        break;
+                size += (size_t) k;
+                if (size > CONFIG_FILE_MAX)
+                        return set_reason(l->error, l->error_size, EFBIG, "%s: larger than %d bytes",
+                                          l->path, CONFIG_FILE_MAX);
         }
-        TAKE_FD(fd);
-        *ret = f;
+        if (memchr(text, '\0', size))
+                return set_reason(l->error, l->error_size, EINVAL, "%s: contains a NUL byte", l->path);
+        text[size] = '\0';
+        *ret = TAKE_PTR(text);
+        return 0;
+}
+
+/*
+ * Rejects what libconfig 1.5 handles badly: "@include" (its scanner calls
+ * exit() on a directory, and an included file would escape the permission
+ * check above) and very long lines (its scanner slows down with the square
+ * of a line's length).
+ */
+static int check_config_text(const struct loader *l, const char *text) {
+        size_t start = 0;
+        int line = 1;
+
+        if (!text)
+                return -EINVAL;
+
+        while (text[start] != '\0') {
+                size_t length = strcspn(text + start, "\n");
+                size_t blanks = strspn(text + start, " \t");
+
+                if (length > CONFIG_LINE_MAX)
+                        return set_reason(l->error, l->error_size, EINVAL, "%s:%d: line longer than %d bytes",
+                                          l->path, line, CONFIG_LINE_MAX);
+                if (strncmp(text + start + blanks, "@include", 8) == 0)
+                        return set_reason(l->error, l->error_size, EINVAL,
+                                          "%s:%d: @include is not supported: put every setting in this one file",
+                                          l->path, line);
+                start += length;
+                if (text[start] == '\n')
+                        start++;
+                line++;
+        }
         return 0;
 }
 
@@ -1017,17 +1083,24 @@ int config_load(const char *path, struct config **ret, char *error, size_t error
         const struct loader l = { .path = path ? path : CONFIG_DEFAULT_PATH, .error = error, .error_size = error_size };
         _cleanup_(config_destroyp) config_t cfg;
         _cleanup_(config_freep) struct config *c = NULL;
-        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -1;
         int r;
 
         config_init(&cfg);
         if (!ret)
                 return set_reason(error, error_size, EINVAL, "%s: no place for the result", l.path);
 
-        r = open_config_file(&l, &f);
+        r = open_config_file(&l, &fd);
         if (r < 0)
                 return r;
-        if (config_read(&cfg, f) != CONFIG_TRUE)
+        r = read_config_text(&l, fd, &text);
+        if (r < 0)
+                return r;
+        r = check_config_text(&l, text);
+        if (r < 0)
+                return r;
+        if (config_read_string(&cfg, text) != CONFIG_TRUE)
                 return set_reason(error, error_size, EINVAL, "%s:%d: %s",
                                   config_error_file(&cfg) ? config_error_file(&cfg) : l.path,
                                   config_error_line(&cfg), strempty(config_error_text(&cfg)));

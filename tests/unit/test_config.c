@@ -1102,6 +1102,7 @@ static void config_secret_private(void **state) {
         config_free(c);
 }
 
+/* systemd sets a credential's mode: no warning the admin could act on. */
 static void config_credential_readable(void **state) {
         char path[PATH_MAX];
         struct config *c;
@@ -1110,13 +1111,48 @@ static void config_credential_readable(void **state) {
         assert_int_equal(setenv("CREDENTIALS_DIRECTORY", path, 1), 0);
         chmod_file("creds/client-secret", 0644);
         c = load_ok(MINIMAL_API ONE_TARGET);
-        assert_true(c->secret_readable_by_others);
-        config_free(c);
-
-        chmod_file("creds/client-secret", 0400);
-        c = load_ok(MINIMAL_API ONE_TARGET);
         assert_false(c->secret_readable_by_others);
         config_free(c);
+}
+
+static void config_include_rejected(void **state) {
+        assert_load_error("# settings\n  @include \"/tmp\"\n" MINIMAL_API ONE_TARGET,
+                          ":2: @include is not supported");
+}
+
+static void config_long_line_rejected(void **state) {
+        char *text = malloc(70000);
+
+        assert_non_null(text);
+        memset(text, '#', 69999);
+        text[69999] = '\0';
+        assert_load_error(text, ":1: line longer than 65536 bytes");
+        free(text);
+}
+
+static void config_fifo_rejected(void **state) {
+        char path[PATH_MAX], message[1024] = "";
+        struct config *c = NULL;
+
+        tmp_path(path, sizeof path, "fifo.conf");
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(config_load(path, &c, message, sizeof message), -EINVAL);
+        assert_non_null(strstr(message, "not a regular file"));
+        assert_null(c);
+}
+
+static void config_ids_too_long_together(void **state) {
+        char text[1024];
+
+        (void) snprintf(text, sizeof text, MINIMAL_API "targets = ( { customer_id = \"%0128d\"; tenant_id = \"%070d\"; } );\n",
+                        1, 2);
+        assert_load_error(text, "targets[0].tenant_id: customer_id and tenant_id together are longer than 180 bytes");
+}
+
+static void config_duplicate_ids_any_case(void **state) {
+        assert_load_error(MINIMAL_API "targets = ( { customer_id = \"cust-a\"; tenant_id = \"ten-1\"; },\n"
+                          "  { customer_id = \"CUST-A\"; tenant_id = \"TEN-1\"; } );\n",
+                          "targets[1]: duplicate of targets[0]");
 }
 
 static bool known_key(const char *key) {
@@ -1195,6 +1231,11 @@ int main(void) {
                 T(config_id_control_character),
                 T(config_customer_id_underscore),
                 T(config_hold_defaults),
+                T(config_include_rejected),
+                T(config_long_line_rejected),
+                T(config_fifo_rejected),
+                T(config_ids_too_long_together),
+                T(config_duplicate_ids_any_case),
                 T(config_hold_settings),
                 T(config_hold_percent_range),
                 T(config_hold_min_users_range),
