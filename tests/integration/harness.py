@@ -320,8 +320,13 @@ def libconfig_string(s):
 
 
 def config_text(*, base_url, client_id, secret_file, state_directory, targets,
-                interval=10, page_size=None, timeout=10, max_parallel=None, token_url=None):
-    """Return a configuration file's text; targets are dicts with the file's keys."""
+                interval=10, page_size=None, timeout=10, max_parallel=None, token_url=None,
+                hold_percent=None, hold_min_users=None):
+    """Return a configuration file's text; targets are dicts with the file's keys.
+
+    hold_percent and hold_min_users set poll.hold_percent and
+    poll.hold_min_users; None leaves the daemon's defaults.
+    """
     q = libconfig_string
     lines = ["api = {",
              f"  base_url = {q(base_url)};",
@@ -333,7 +338,12 @@ def config_text(*, base_url, client_id, secret_file, state_directory, targets,
         lines.append(f"  page_size = {page_size};")
     if max_parallel is not None:
         lines.append(f"  max_parallel = {max_parallel};")
-    lines += ["};", "", "poll = {", f"  interval = {interval};", "};", "",
+    poll = ["poll = {", f"  interval = {interval};"]
+    if hold_percent is not None:
+        poll.append(f"  hold_percent = {hold_percent};")
+    if hold_min_users is not None:
+        poll.append(f"  hold_min_users = {hold_min_users};")
+    lines += ["};", ""] + poll + ["};", "",
               f"state_directory = {q(str(state_directory))};", "", "targets = ("]
     items = []
     for t in targets:
@@ -473,14 +483,15 @@ class IntegrationTestCase(unittest.TestCase):
         t.update(extra)
         return t
 
-    def start_mock(self, tenants, faults=(), token_lifetime=3600, secret=None):
+    def start_mock(self, tenants, faults=(), token_lifetime=3600, secret=None, mock_args=()):
+        """Start the mock API with these tenants; mock_args are extra options (e.g. --delay-ms)."""
         scenario = {
             "clients": {self.client_id: {"secret": secret or self.secret, "scopes": [SCOPE]}},
             "token_lifetime": token_lifetime,
             "tenants": tenants,
             "faults": list(faults),
         }
-        self.mock = MockApi(self.dir, scenario)
+        self.mock = MockApi(self.dir, scenario, mock_args)
         self.addCleanup(self.mock.stop)
         return self.mock
 

@@ -23,7 +23,10 @@ set(_integration_tests
   "once|test_once.py|120"
   "failures|test_failures.py|120"
   "daemon-reload|test_daemon.py ReloadTest|150"
-  "daemon-outage|test_daemon.py OutageTest|150")
+  "daemon-outage|test_daemon.py OutageTest|150"
+  "scale-once|test_scale.py ThrottleTest TokenBackoffTest ConnectionsTest InconsistentPagesTest MassChangeTest|120"
+  "scale-backoff|test_scale.py FailureIsolationTest|120"
+  "scale-signals|test_scale.py ReloadUnderLoadTest StopUnderLoadTest|120")
 
 foreach(spec IN LISTS _integration_tests)
   string(REPLACE "|" ";" spec "${spec}")

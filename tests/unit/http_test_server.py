@@ -20,7 +20,10 @@ most. Endpoints:
   /close                closes the connection without a reply
   /token                OAuth 2.0 client-credentials token endpoint
   /stats                request counters as JSON (not counted themselves)
-  /reset                zeroes the counters
+  /arrivals             each counted request since the last reset, oldest first:
+                        {"path": path with query, "monotonic": CLOCK_MONOTONIC
+                        seconds when its headers were read} (not counted itself)
+  /reset                zeroes the counters and clears the arrivals
 """
 
 import email.utils
@@ -37,6 +40,7 @@ DELAY_MAX_MS = 5000
 STALL_SEC = 5
 LARGE_MAX = 10 * 1024 * 1024
 REQUEST_BODY_MAX = 1024 * 1024
+ARRIVALS_MAX = 1000
 
 TOKEN_CLIENT_ID = "watchd-test"
 TOKEN_CLIENT_SECRET = "a&b=c +%/\u00e9"
@@ -44,6 +48,9 @@ TOKEN_SCOPE = "elements.cbprotected.read.all"
 
 lock = threading.Lock()
 stats = {"requests": 0, "in_flight": 0, "max_in_flight": 0, "token_requests": 0}
+# time.monotonic() reads CLOCK_MONOTONIC on Linux, the clock the client's
+# pause is set on, so a test can compare an arrival with the pause's end.
+arrivals = []
 
 
 def reset_stats():
@@ -51,6 +58,7 @@ def reset_stats():
         for key in stats:
             if key != "in_flight":
                 stats[key] = 0
+        arrivals.clear()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -76,6 +84,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def handle_request(self):
+        arrived = time.monotonic()
         length = min(int(self.headers.get("Content-Length") or 0), REQUEST_BODY_MAX)
         body = self.rfile.read(length)
         url = urlsplit(self.path)
@@ -84,6 +93,10 @@ class Handler(BaseHTTPRequestHandler):
         if parts[0] == "stats":
             with lock:
                 self.send_json(200, dict(stats))
+            return
+        if parts[0] == "arrivals":
+            with lock:
+                self.send_json(200, list(arrivals))
             return
         if parts[0] == "reset":
             reset_stats()
@@ -95,6 +108,8 @@ class Handler(BaseHTTPRequestHandler):
         counted = parts[0] == "parallel"
         with lock:
             stats["requests"] += 1
+            if len(arrivals) < ARRIVALS_MAX:
+                arrivals.append({"path": self.path, "monotonic": arrived})
             if counted:
                 stats["in_flight"] += 1
                 stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])

@@ -651,6 +651,167 @@ static void http_client_options_invalid(void **state) {
         assert_null(c);
 }
 
+/* The server's arrival time (CLOCK_MONOTONIC usec) of the first request
+ * with this path and query, or 0 when none came. */
+static uint64_t server_arrival_usec(const char *path) {
+        struct http_client *c = client_new(1, 5, MAX_BODY);
+        struct result r = {};
+        struct json_object *list;
+        uint64_t found = 0;
+        int saved = completed;
+
+        fetch(c, "/arrivals", &r);
+        completed = saved;
+        http_client_free(c);
+        assert_int_equal(r.status, 200);
+        list = json_tokener_parse(r.body);
+        result_done(&r);
+        assert_non_null(list);
+        assert_true(json_object_is_type(list, json_type_array));
+
+        for (size_t i = 0; i < json_object_array_length(list) && found == 0; i++) {
+                struct json_object *item = json_object_array_get_idx(list, i), *v;
+
+                if (!streq(strempty(json_string_at(item, "path", NULL)), path))
+                        continue;
+                assert_true(json_object_object_get_ex(item, "monotonic", &v));
+                found = (uint64_t) (json_object_get_double(v) * (double) USEC_PER_SEC);
+        }
+        json_object_put(list);
+        return found;
+}
+
+/* What the pause callback was told, in order. */
+struct pause_record {
+        int calls;
+        uint64_t until[4];
+};
+
+static void on_pause(uint64_t until_usec, void *userdata) {
+        struct pause_record *p = userdata;
+
+        if ((size_t) p->calls < ELEMENTSOF(p->until))
+                p->until[p->calls] = until_usec;
+        p->calls++;
+}
+
+static void http_throttle_holds_queue(void **state) {
+        struct http_client *c = client_new(2, 5, MAX_BODY);
+        struct result running = {}, held1 = {}, held2 = {}, urgent = {};
+        struct pause_record pause = {};
+        char url[256];
+        struct http_request_options o = {
+                .method = "GET",
+                .url = url_for(url, sizeof url, "/echo?urgent"),
+                .urgent = true,
+        };
+        uint64_t until;
+
+        http_client_set_pause_callback(c, on_pause, &pause);
+        submit(c, "/delay/300?running", &running, NULL);
+        assert_int_equal(http_client_throttle(c, 1), USEC_PER_SEC);
+        until = http_client_paused_until(c);
+        assert_true(until > now_monotonic_usec());
+        assert_int_equal(pause.calls, 1);
+        assert_int_equal(pause.until[0], until);
+
+        submit(c, "/echo?held-1", &held1, NULL);
+        submit(c, "/echo?held-2", &held2, NULL);
+        assert_int_equal(http_submit(c, &o, on_result, &urgent, NULL), 0);
+        assert_int_equal(http_client_running(c), 2);
+        assert_int_equal(http_client_queued(c), 2);
+
+        /* The request in flight and the urgent one end during the pause;
+         * the queued ones have not reached the server. */
+        assert_true(run_until(&completed, 2));
+        assert_int_equal(running.status, 200);
+        assert_int_equal(urgent.status, 200);
+        assert_int_equal(held1.calls, 0);
+        assert_int_equal(held2.calls, 0);
+        assert_true(now_monotonic_usec() < until);
+        assert_int_equal(server_stat("requests"), 2);
+
+        assert_true(run_until(&completed, 4));
+        assert_int_equal(held1.status, 200);
+        assert_int_equal(held2.status, 200);
+        assert_true(server_arrival_usec("/echo?held-1") >= until);
+        assert_true(server_arrival_usec("/echo?held-2") >= until);
+        assert_true(server_arrival_usec("/echo?urgent") < until);
+        assert_int_equal(http_client_paused_until(c), 0);
+        assert_int_equal(pause.calls, 2);
+        assert_int_equal(pause.until[1], 0);
+
+        result_done(&running);
+        result_done(&held1);
+        result_done(&held2);
+        result_done(&urgent);
+        http_client_free(c);
+}
+
+static void http_throttle_retry_after(void **state) {
+        struct http_client *c = client_new(1, 5, MAX_BODY);
+        uint64_t until;
+
+        assert_int_equal(http_client_throttle(c, 0), 0);
+        assert_int_equal(http_client_paused_until(c), 0);
+
+        assert_int_equal(http_client_throttle(c, 2), 2 * USEC_PER_SEC);
+        until = http_client_paused_until(c);
+        assert_in_range(until - now_monotonic_usec(), USEC_PER_SEC, 2 * USEC_PER_SEC);
+
+        /* A shorter pause leaves the longer one in place. */
+        assert_int_equal(http_client_throttle(c, 1), USEC_PER_SEC);
+        assert_int_equal(http_client_paused_until(c), until);
+
+        /* Retry-After is capped at HTTP_PAUSE_MAX_SEC. */
+        assert_int_equal(http_client_throttle(c, 100000), (uint64_t) HTTP_PAUSE_MAX_SEC * USEC_PER_SEC);
+        assert_true(http_client_paused_until(c) > now_monotonic_usec() + (uint64_t) (HTTP_PAUSE_MAX_SEC - 1) * USEC_PER_SEC);
+        http_client_free(c);
+}
+
+static void http_throttle_backoff_grows(void **state) {
+        struct http_client *c = client_new(1, 5, MAX_BODY);
+        struct result throttled[3] = {}, ok = {};
+        uint64_t pause[3], again, last = 0;
+        char url[256];
+        /* Urgent, so that the pause the previous reply began does not hold them. */
+        struct http_request_options o = {
+                .method = "GET",
+                .url = url_for(url, sizeof url, "/status/429"),
+                .urgent = true,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(throttled); i++) {
+                assert_int_equal(http_submit(c, &o, on_result, &throttled[i], NULL), 0);
+                assert_true(run_until(&throttled[i].calls, 1));
+                assert_int_equal(throttled[i].status, 429);
+                assert_int_equal(throttled[i].retry_after_sec, -1);
+                pause[i] = http_client_throttle(c, throttled[i].retry_after_sec);
+                result_done(&throttled[i]);
+        }
+        /* HTTP_BACKOFF_BASE_SEC doubling, each with jitter on its upper half. */
+        assert_in_range(pause[0], USEC_PER_SEC / 2, USEC_PER_SEC);
+        assert_in_range(pause[1], USEC_PER_SEC, 2 * USEC_PER_SEC);
+        assert_in_range(pause[2], 2 * USEC_PER_SEC, 4 * USEC_PER_SEC);
+
+        /* A 2xx reply starts the backoff over. */
+        o.url = url_for(url, sizeof url, "/echo");
+        assert_int_equal(http_submit(c, &o, on_result, &ok, NULL), 0);
+        assert_true(run_until(&ok.calls, 1));
+        assert_int_equal(ok.status, 200);
+        again = http_client_throttle(c, -1);
+        assert_in_range(again, USEC_PER_SEC / 2, USEC_PER_SEC);
+
+        /* It grows no further than HTTP_BACKOFF_MAX_SEC. */
+        for (int i = 0; i < 20; i++)
+                last = http_client_throttle(c, -1);
+        assert_in_range(last, (uint64_t) HTTP_BACKOFF_MAX_SEC * USEC_PER_SEC / 2,
+                        (uint64_t) HTTP_BACKOFF_MAX_SEC * USEC_PER_SEC);
+
+        result_done(&ok);
+        http_client_free(c);
+}
+
 /* The token endpoint, end to end. */
 
 #define CLIENT_SECRET "a&b=c +%/\xc3\xa9"
@@ -882,6 +1043,41 @@ static void auth_free_from_callback(void **state) {
         auth_fixture_done(&f);
 }
 
+static void auth_backoff_after_failure(void **state) {
+        struct auth_fixture f;
+        struct token_result first = {}, cached = {}, later = {};
+        char expected[sizeof first.reason + 64];
+        uint64_t failed_at, backoff_end;
+
+        auth_fixture_init(&f, "/token", "wrong-secret");
+        assert_int_equal(auth_get_token(f.auth, on_token, &first), 0);
+        assert_true(run_until(&completed, 1));
+        failed_at = now_monotonic_usec();
+        assert_int_equal(first.error, -EACCES);
+
+        /* The secret is right now, but within the backoff the error comes
+         * back without a request, and never inside the call. */
+        strscpy(f.client_secret, sizeof f.client_secret, CLIENT_SECRET);
+        assert_int_equal(auth_get_token(f.auth, on_token, &cached), 0);
+        assert_int_equal(cached.calls, 0);
+        assert_true(run_until(&completed, 2));
+        assert_int_equal(cached.error, -EACCES);
+        (void) snprintf(expected, sizeof expected, "%s (next token request in %u s)", first.reason, AUTH_BACKOFF_BASE_SEC);
+        assert_string_equal(cached.reason, expected);
+        assert_int_equal(server_stat("token_requests"), 1);
+
+        /* Once AUTH_BACKOFF_BASE_SEC has passed, a new request is made. */
+        backoff_end = failed_at + AUTH_BACKOFF_BASE_SEC * USEC_PER_SEC + 50 * USEC_PER_MSEC;
+        if (now_monotonic_usec() < backoff_end)
+                run_for(backoff_end - now_monotonic_usec());
+        assert_int_equal(auth_get_token(f.auth, on_token, &later), 0);
+        assert_true(run_until(&completed, 3));
+        assert_int_equal(later.error, 0);
+        assert_string_equal(later.token, "tok-2");
+        assert_int_equal(server_stat("token_requests"), 2);
+        auth_fixture_done(&f);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(http_echo_request, test_setup),
@@ -902,6 +1098,9 @@ int main(void) {
                 cmocka_unit_test_setup(http_keep_alive, test_setup),
                 cmocka_unit_test(http_submit_invalid),
                 cmocka_unit_test(http_client_options_invalid),
+                cmocka_unit_test_setup(http_throttle_holds_queue, test_setup),
+                cmocka_unit_test(http_throttle_retry_after),
+                cmocka_unit_test_setup(http_throttle_backoff_grows, test_setup),
                 cmocka_unit_test_setup(auth_one_fetch_for_two, test_setup),
                 cmocka_unit_test_setup(auth_cached_and_invalidated, test_setup),
                 cmocka_unit_test_setup(auth_short_lifetime_renewed, test_setup),
@@ -910,6 +1109,7 @@ int main(void) {
                 cmocka_unit_test_setup(auth_cancel_waiter, test_setup),
                 cmocka_unit_test_setup(auth_get_token_from_callback, test_setup),
                 cmocka_unit_test_setup(auth_free_from_callback, test_setup),
+                cmocka_unit_test_setup(auth_backoff_after_failure, test_setup),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
