@@ -39,6 +39,7 @@ struct daemon {
         sd_event *event;
         struct scheduler *scheduler;
         const char *config_path;
+        bool once;
 };
 
 static void print_help(FILE *f) {
@@ -171,7 +172,8 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         log_info("Received %s, stopping", strsignal((int) si->ssi_signo));
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
         scheduler_stop(d->scheduler);
-        return sd_event_exit(d->event, EXIT_OK);
+        /* A --once run stopped early did not poll every target. */
+        return sd_event_exit(d->event, d->once ? EXIT_POLL_FAILED : EXIT_OK);
 }
 
 static int setup_signals(struct daemon *d, bool once) {
@@ -201,7 +203,7 @@ static int run(const struct options *o, struct config *config) {
         _cleanup_(config_freep) struct config *owned = config;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(scheduler_freep) struct scheduler *scheduler = NULL;
-        struct daemon d = { .config_path = o->config_path };
+        struct daemon d = { .config_path = o->config_path, .once = o->once };
         int r;
 
         r = sd_event_default(&event);

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
@@ -57,6 +58,7 @@ struct target_state {
         unsigned failures;              /* polls failed in a row in this process */
         bool restart;                   /* a reload cancelled its poll: poll again at once */
         bool holding;                   /* the last poll's mass change waits for confirmation; kept on disk too */
+        struct tenant_view *unsaved;    /* the last complete view, while saving it fails */
         bool removed;                   /* a reload removed the target */
         uint64_t outage_since_usec;     /* CLOCK_REALTIME */
         size_t changes;                 /* user events of the running poll */
@@ -101,6 +103,9 @@ static struct target_state *target_state_free(struct target_state *t) {
         if (t->poll)
                 poll_cancel(t->poll);
         sd_event_source_disable_unref(t->timer);
+        if (t->unsaved)
+                tenant_view_done(t->unsaved);
+        free(t->unsaved);
         return mfree(t);
 }
 
@@ -174,6 +179,15 @@ static int open_state_directory(const char *path, int *ret) {
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return log_error_errno(-errno, "Failed to open state directory %s: %m", path);
+
+        /* Two processes on one directory would remove each other's temporary
+         * files and diff against each other's snapshots. */
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return log_error_errno(-EBUSY, "State directory %s is in use by another cbm365-watchd; "
+                                               "stop it, or give this one another state_directory", path);
+                return log_error_errno(-errno, "Failed to lock state directory %s: %m", path);
+        }
 
         (void) snprintf(probe, sizeof(probe), ".write-test-%ld", (long) getpid());
         probe_fd = openat(fd, probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -433,12 +447,16 @@ static int target_state_log_events(struct target_state *t, const struct tenant_v
 static int target_state_read_outage(struct target_state *t, uint64_t *ret_since) {
         _cleanup_close_ int fd = -1;
         char buf[32] = "";
+        struct stat st;
         ssize_t n;
 
-        fd = openat(t->scheduler->state_fd, t->outage_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = openat(t->scheduler->state_fd, t->outage_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return 0;
-        n = read(fd, buf, sizeof(buf) - 1);
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                n = 0;
+        else
+                n = read(fd, buf, sizeof(buf) - 1);
         if (n <= 0 || parse_uint64(strndupa(buf, strcspn(buf, "\n")), UINT64_MAX, ret_since) < 0)
                 *ret_since = now_realtime_usec();      /* unreadable: the outage began now at the latest */
         return 1;
@@ -479,7 +497,9 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
 
         /* Once per outage: later failures of the same target are debug only. */
         if (t->failing) {
-                log_debug("Poll of '%s' failed again: %s", t->target->name, failure->reason);
+                /* An operator running --once by hand wants the reason each time. */
+                log_full_errno(s->once ? LOG_WARNING : LOG_DEBUG, 0, "Failed to poll '%s' again: %s",
+                               t->target->name, failure->reason);
                 return;
         }
         t->failing = true;
@@ -578,34 +598,66 @@ static void target_state_count_poll(struct target_state *t, const struct tenant_
         s->cycle_changes += t->changes;
 }
 
+/*
+ * Keeps a view whose snapshot could not be saved (a full disk, say) in memory
+ * as the target's previous view, so the next poll diffs against it instead of
+ * repeating its alerts, and tries the save again then. Takes current's
+ * contents.
+ */
+static int target_state_keep_unsaved(struct target_state *t, struct tenant_view *current, const char *reason) {
+        struct scheduler *s = t->scheduler;
+
+        if (!t->unsaved) {
+                t->unsaved = calloc(1, sizeof(*t->unsaved));
+                if (!t->unsaved)
+                        return log_error_errno(-ENOMEM, "Failed to keep the view of target '%s': %m", t->target->name);
+                log_error("Failed to save snapshot %s of target '%s': %s; keeping it in memory and trying again at the next poll",
+                          t->snapshot_name, t->target->name, reason);
+        } else
+                tenant_view_done(t->unsaved);
+
+        *t->unsaved = *current;
+        *current = (struct tenant_view) {};
+        s->any_failed = true;
+        return 0;
+}
+
+static void target_state_saved(struct target_state *t) {
+        if (!t->unsaved)
+                return;
+        log_info("Saved snapshot %s of target '%s' again", t->snapshot_name, t->target->name);
+        tenant_view_done(t->unsaved);
+        t->unsaved = mfree(t->unsaved);
+}
+
 /* The steps for one complete poll: load, log events, save, count. */
 static int target_state_process(struct target_state *t, struct tenant_view *current) {
         struct scheduler *s = t->scheduler;
-        _cleanup_(tenant_view_done) struct tenant_view previous = {};
+        _cleanup_(tenant_view_done) struct tenant_view loaded = {};
+        const struct tenant_view *previous = t->unsaved ? t->unsaved : &loaded;
         char reason[256] = "";
         int have_previous, r;
 
-        have_previous = target_state_load_previous(t, &previous);
+        have_previous = t->unsaved ? 1 : target_state_load_previous(t, &loaded);
         if (have_previous < 0)
                 return have_previous;
 
         target_state_recovered(t);
 
-        if (have_previous && !target_state_release_changes(t, &previous, current)) {
+        if (have_previous && !target_state_release_changes(t, previous, current)) {
                 target_state_count_poll(t, current);
                 return 0;
         }
 
-        r = target_state_log_events(t, &previous, have_previous, current);
+        r = target_state_log_events(t, previous, have_previous, current);
         if (r < 0)
                 return r;
+        target_state_count_poll(t, current);
 
         r = snapshot_save(s->state_fd, t->snapshot_name, current, reason, sizeof(reason));
         if (r < 0)
-                return log_error_errno(r, "Failed to save snapshot %s of target '%s': %s",
-                                       t->snapshot_name, t->target->name, reason[0] ? reason : strerror(-r));
-
-        target_state_count_poll(t, current);
+                return target_state_keep_unsaved(t, current, reason[0] ? reason : strerror(-r));
+        target_state_saved(t);
         return 0;
 }
 
