@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 """cbm365-watchd as a service: readiness, periodic polls, SIGHUP reload, outages and SIGTERM."""
 
+import os
 import re
 import signal
 import subprocess
@@ -230,6 +231,81 @@ class OutageTest(DaemonTestCase):
         self.stop_daemon()
         self.assertSnapshotsComplete()
         self.assertEqual(snapshot.read_bytes(), saved, "the cancelled poll changed the snapshot")
+
+
+class StateTest(DaemonTestCase):
+
+    def messages(self):
+        return [e.get("MESSAGE", "") for e in harness.journal_entries([f"_PID={self.daemon.pid}"], self.cursor)]
+
+    def wait_message(self, text, timeout=NEXT_POLL_SEC):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in m for m in self.messages()):
+                return
+            time.sleep(0.5)
+        self.fail(f"no message containing {text!r} within {timeout} s; messages: {self.messages()}")
+
+    def test_state_directory_locked(self):
+        ten = self.tenant("l", [user("l1", "lee@d.example", "Lee", mailbox=True)])
+        self.start_mock([ten])
+        tgt = self.target(ten)
+        config = self.write_config([tgt], interval=INTERVAL_SEC)
+        self.start_daemon(config)
+        self.wait_event(tgt, "baseline-recorded", timeout=FIRST_POLL_SEC)
+
+        second = harness.run_daemon(["-c", str(config), "--once", "--log-target=console"], timeout=30)
+
+        self.assertEqual(second.status, 1, second.output())
+        self.assertIn("is in use by another cbm365-watchd", second.stderr)
+        self.assertAlive()
+        self.stop_daemon()
+        self.assertSnapshotsComplete()
+
+    def test_failed_save_kept_in_memory(self):
+        # A small tmpfs as the state directory, filled up once the baseline is saved.
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(self.state_dir)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        self.addCleanup(subprocess.run, ["umount", "-l", str(self.state_dir)])
+        users = [user(f"s{i}", f"s{i}@d.example", f"User {i}", mailbox=True) for i in range(1, 4)]
+        ten = self.tenant("s", users)
+        self.start_mock([ten])
+        tgt = self.target(ten)
+        self.start_daemon(self.write_config([tgt], interval=INTERVAL_SEC))
+        self.wait_event(tgt, "baseline-recorded", timeout=FIRST_POLL_SEC)
+        snapshot = self.snapshot_path(ten)
+        saved = snapshot.read_bytes()
+
+        filler = self.state_dir / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096) > 0:
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        self.mock.set_users(ten, [user("s1", "s1@d.example", "User 1", mailbox=False)] + users[1:])
+
+        self.wait_event(tgt, "protection-lost", CBM365_USER_ID="s1")
+        self.wait_message("keeping it in memory")
+        self.assertEqual(snapshot.read_bytes(), saved, "a failed save changed the snapshot")
+        self.assertAlive()
+
+        # The next poll diffs against the view kept in memory: no repeated alert.
+        polls = len(self.mock.users_requests(ten))
+        deadline = time.monotonic() + NEXT_POLL_SEC
+        while len(self.mock.users_requests(ten)) == polls and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        self.assertEqual(len(harness.events_of(self.entries(tgt), "protection-lost")), 1)
+
+        filler.unlink()
+        self.wait_message("Saved snapshot", timeout=NEXT_POLL_SEC + 10)
+        self.assertNotEqual(snapshot.read_bytes(), saved, "the snapshot was not saved once space came back")
+        self.assertEqual(len(harness.events_of(self.entries(tgt), "protection-lost")), 1)
+        self.stop_daemon()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ set(_integration_tests
   "failures|test_failures.py|120"
   "daemon-reload|test_daemon.py ReloadTest|150"
   "daemon-outage|test_daemon.py OutageTest|150"
+  "daemon-state|test_daemon.py StateTest|150"
   "scale-once|test_scale.py ThrottleTest TokenBackoffTest ConnectionsTest InconsistentPagesTest MassChangeTest|120"
   "scale-backoff|test_scale.py FailureIsolationTest|120"
   "scale-signals|test_scale.py ReloadUnderLoadTest StopUnderLoadTest|120")
