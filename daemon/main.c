@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -131,6 +132,38 @@ static void warn_about_secret(const struct config *config, bool to_console) {
                 fprintf(stderr, "Warning: %s\n", warning);
         else
                 log_warning("%s", warning);
+}
+
+/* Checks for --check-config that the state directory, or the folder it
+ * would be created in, is a directory; the daemon itself also writes to it. */
+static int check_state_directory(const char *path) {
+        _cleanup_free_ char *parent = strdup(path);
+        struct stat st;
+        char *slash;
+
+        if (!parent)
+                return -ENOMEM;
+        if (stat(path, &st) >= 0) {
+                if (S_ISDIR(st.st_mode))
+                        return 0;
+                fprintf(stderr, "State directory %s is not a directory\n", path);
+                return -ENOTDIR;
+        }
+        if (errno != ENOENT) {
+                fprintf(stderr, "Failed to access state directory %s: %s\n", path, strerror(errno));
+                return -errno;
+        }
+
+        slash = strrchr(parent, '/');
+        if (slash && slash != parent)
+                *slash = '\0';
+        else if (slash)
+                slash[1] = '\0';
+        if (stat(parent, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "State directory %s does not exist, and its parent %s is not a directory\n", path, parent);
+                return -ENOENT;
+        }
+        return 0;
 }
 
 /* Keeps the client secret and tokens out of core files. */
@@ -278,6 +311,11 @@ int main(int argc, char *argv[]) {
 
         warn_about_secret(config, o.check_config);
         if (o.check_config) {
+                r = check_state_directory(config->state_directory);
+                if (r < 0) {
+                        config_free(config);
+                        return EXIT_USAGE;
+                }
                 config_print_summary(config, stdout);
                 config_free(config);
                 return EXIT_OK;

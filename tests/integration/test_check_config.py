@@ -70,6 +70,14 @@ class CheckConfigTest(harness.IntegrationTestCase):
         self.assertIn(f"Client secret file {self.secret_file} is readable by group or others", run.stderr)
         self.assertNotIn(self.secret, run.output())
 
+    def test_state_directory_not_a_directory(self):
+        config = self.write_text(self.good_text())
+        not_a_dir = self.dir / "state-file"
+        not_a_dir.write_text("")
+        run = self.check(config, env={"STATE_DIRECTORY": str(not_a_dir)})
+        self.assertExit(run, 1)
+        self.assertIn(f"State directory {not_a_dir} is not a directory", run.stderr)
+
     def test_config_writable_by_others_rejected(self):
         config = self.write_text(self.good_text())
         config.chmod(0o666)
