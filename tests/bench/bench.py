@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -387,8 +388,22 @@ def write_config(path, mock, secret_file, state_dir, tenants, name_prefix, page_
     os.chmod(path, 0o600)
 
 
+def unit_environment():
+    """Return the Environment= settings of the systemd unit, so that the daemon
+    runs here as the service runs it (GLIBC_TUNABLES, for one)."""
+    env = {}
+    for line in (ROOT / "units" / "cbm365-watchd.service").read_text(encoding="utf-8").splitlines():
+        if line.startswith("Environment="):
+            for item in shlex.split(line[len("Environment="):]):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
 def daemon_env():
-    return {k: v for k, v in os.environ.items() if k not in DAEMON_ENV_DROP}
+    env = {k: v for k, v in os.environ.items() if k not in DAEMON_ENV_DROP}
+    env.update(unit_environment())
+    return env
 
 
 def journal_cursor():
