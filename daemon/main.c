@@ -2,7 +2,7 @@
 /*
  * cbm365-watchd: watches the Cloud Backup for Microsoft 365 protection of
  * every user of the configured tenants and logs each change to the journal.
- * This file holds the command line and the signal handling; everything else
+ * This file contains the command line and the signal handling; everything else
  * lives in the library the tests link too.
  */
 #include <errno.h>
@@ -252,7 +252,7 @@ static int run(const struct options *o, struct config *config) {
                 return EXIT_USAGE;
         }
 
-        /* Serves WatchdogSec= from the loop when systemd asks for it. */
+        /* Sends the watchdog keep-alive from the loop when WatchdogSec= is set. */
         (void) sd_event_set_watchdog(event, true);
 
         log_info("cbm365-watchd %s starting%s: %zu targets", CBM365_VERSION,

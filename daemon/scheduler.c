@@ -38,7 +38,7 @@
 #define BACKOFF_MAX_INTERVALS 4
 #define USER_AGENT "cbm365-watchd/" CBM365_VERSION
 
-/* How a target's last poll in the current cycle ended. */
+/* The result of a target's last poll in the current cycle. */
 enum cycle_result {
         CYCLE_NOT_POLLED,
         CYCLE_POLLED,
@@ -74,7 +74,7 @@ struct scheduler {
         struct config *api_config_owner;        /* the config whose api settings http and auth use */
         bool once;
         bool stopped;
-        bool throttled;                 /* the HTTP client holds requests back */
+        bool throttled;                 /* the HTTP client delays new requests */
         int state_fd;
 
         struct http_client *http;
@@ -155,7 +155,7 @@ static void scheduler_notify_status(struct scheduler *s) {
 static void on_http_pause(uint64_t until_usec, void *userdata) {
         struct scheduler *s = userdata;
 
-        /* Said once per pause: a throttled API answers many requests with 429. */
+        /* Logged once per pause: a throttled API replies 429 to many requests. */
         if (until_usec > 0 && !s->throttled)
                 log_warning("The API throttled requests (HTTP 429 or 503): new requests wait %" PRIu64 " s",
                             (until_usec - now_monotonic_usec() + USEC_PER_SEC - 1) / USEC_PER_SEC);
@@ -366,7 +366,7 @@ static int target_schedule(struct target_state *t, bool first) {
 }
 
 /* Moves the next poll of a failing target further out, so a tenant that
- * answers 403 for days costs little; the others keep their schedule. */
+ * replies 403 for days costs little; the others keep their schedule. */
 static void target_state_back_off(struct target_state *t) {
         struct scheduler *s = t->scheduler;
         unsigned shift = t->failures - 1, factor;
