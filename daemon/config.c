@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,6 +33,7 @@
 /* Context of one config_load() call: the file name for messages and the caller's error buffer. */
 struct loader {
         const char *path;
+        const char *text;       /* the whole file */
         char *error;
         size_t error_size;
 };
@@ -299,6 +301,52 @@ static int read_string_dup(const struct loader *l, const config_setting_t *group
 }
 
 /* Reads the optional integer group.key into *ret, and leaves *ret untouched when it is absent. */
+/*
+ * libconfig 1.5 truncates an integer literal beyond 32 bits that lacks the L
+ * suffix, so 4294967396 would read as 100. This reads the literal after
+ * "key =" on the setting's line of the file text and returns -ERANGE when it
+ * is not the value libconfig returned. Returns 0 when it matches or cannot
+ * be found (then libconfig's value stands).
+ */
+static int check_integer_literal(const struct loader *l, const config_setting_t *s, const char *key, long long value) {
+        size_t key_length = strlen(key);
+        const char *line = l->text;
+        int number = config_setting_source_line(s);
+
+        if (!line || config_setting_type(s) != CONFIG_TYPE_INT || number <= 0)
+                return 0;
+        for (int i = 1; i < number && line; i++) {
+                line = strchr(line, '\n');
+                if (line)
+                        line++;
+        }
+        if (!line)
+                return 0;
+
+        for (const char *p = strstr(line, key); p && p < line + strcspn(line, "\n"); p = strstr(p + 1, key)) {
+                const char *q = p + key_length;
+                long long literal;
+                char *end;
+
+                if (p > line && (isalnum((unsigned char) p[-1]) || p[-1] == '_'))
+                        continue;
+                q += strspn(q, " \t");
+                if (*q != '=' && *q != ':')
+                        continue;
+                q++;
+                q += strspn(q, " \t");
+                errno = 0;
+                if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X'))
+                        literal = (long long) strtoull(q, &end, 16);
+                else
+                        literal = strtoll(q, &end, 10);
+                if (end == q)
+                        continue;
+                return errno == ERANGE || literal != value ? -ERANGE : 0;
+        }
+        return 0;
+}
+
 static int read_uint(const struct loader *l, const config_setting_t *group, const char *prefix,
                      const char *key, unsigned min, unsigned max, unsigned *ret) {
         const config_setting_t *s = config_setting_get_member(group, key);
@@ -311,9 +359,10 @@ static int read_uint(const struct loader *l, const config_setting_t *group, cons
         if (r < 0)
                 return r;
 
-        /* NOTE: libconfig 1.5 truncates an integer literal beyond 32 bits
-         * that lacks the L suffix, so a few huge values wrap into the range. */
         value = config_setting_get_int64(s);
+        r = check_integer_literal(l, s, key, value);
+        if (r < 0)
+                return fail(l, s, ERANGE, prefix, key, "the value is out of range %u..%u", min, max);
         if (value < (long long) min || value > (long long) max)
                 return fail(l, s, ERANGE, prefix, key, "%lld is out of range %u..%u", value, min, max);
 
@@ -1080,7 +1129,7 @@ static int parse_root(const struct loader *l, const config_setting_t *root, stru
 }
 
 int config_load(const char *path, struct config **ret, char *error, size_t error_size) {
-        const struct loader l = { .path = path ? path : CONFIG_DEFAULT_PATH, .error = error, .error_size = error_size };
+        struct loader l = { .path = path ? path : CONFIG_DEFAULT_PATH, .error = error, .error_size = error_size };
         _cleanup_(config_destroyp) config_t cfg;
         _cleanup_(config_freep) struct config *c = NULL;
         _cleanup_free_ char *text = NULL;
@@ -1100,6 +1149,7 @@ int config_load(const char *path, struct config **ret, char *error, size_t error
         r = check_config_text(&l, text);
         if (r < 0)
                 return r;
+        l.text = text;
         if (config_read_string(&cfg, text) != CONFIG_TRUE)
                 return set_reason(error, error_size, EINVAL, "%s:%d: %s",
                                   config_error_file(&cfg) ? config_error_file(&cfg) : l.path,

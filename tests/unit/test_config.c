@@ -1115,6 +1115,29 @@ static void config_credential_readable(void **state) {
         config_free(c);
 }
 
+static void config_huge_literal_rejected(void **state) {
+        /* libconfig reads 4294967396 without the L suffix as 100. */
+        assert_load_error("api = {\n  client_id = \"client\";\n  client_secret_file = \"@DIR@/secret\";\n"
+                          "  page_size = 4294967396;\n};\n" ONE_TARGET,
+                          ":4: api.page_size: the value is out of range 1..100");
+        assert_load_error("api = {\n  client_id = \"client\";\n  client_secret_file = \"@DIR@/secret\";\n"
+                          "  page_size = 0x100000010;\n};\n" ONE_TARGET,
+                          ":4: api.page_size: the value is out of range 1..100");
+        assert_load_error(MINIMAL_API "targets = ( { customer_id = \"c\"; tenant_id = \"t\"; interval = 4294967306; } );\n",
+                          ":5: targets[0].interval: the value is out of range 10..604800");
+}
+
+static void config_plain_literals_accepted(void **state) {
+        struct config *c = load_ok("api = {\n  client_id = \"client\";\n  client_secret_file = \"@DIR@/secret\";\n"
+                                   "  page_size = 0x10; timeout = 30;\n};\n"
+                                   "targets = ( { customer_id = \"c\"; tenant_id = \"t\"; interval = 600; } );\n");
+
+        assert_int_equal(c->api.page_size, 16);
+        assert_int_equal(c->api.timeout_sec, 30);
+        assert_int_equal(c->targets[0].interval_sec, 600);
+        config_free(c);
+}
+
 static void config_include_rejected(void **state) {
         assert_load_error("# settings\n  @include \"/tmp\"\n" MINIMAL_API ONE_TARGET,
                           ":2: @include is not supported");
@@ -1232,6 +1255,8 @@ int main(void) {
                 T(config_customer_id_underscore),
                 T(config_hold_defaults),
                 T(config_include_rejected),
+                T(config_huge_literal_rejected),
+                T(config_plain_literals_accepted),
                 T(config_long_line_rejected),
                 T(config_fifo_rejected),
                 T(config_ids_too_long_together),
