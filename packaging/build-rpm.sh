@@ -35,26 +35,8 @@ die() {
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
 
-install_missing() {
-        local missing=() p
-
-        for p in "$@"; do
-                dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-        done
-        [ ${#missing[@]} -eq 0 ] && return 0
-        [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${missing[*]}; install them or run as root"
-        say "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
-list_sources() {
-        if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-                git -C "$top" ls-files -z --cached --others --exclude-standard
-        else
-                (cd "$top" && find . -path './build*' -prune -o -path './.git' -prune -o -type f -print0)
-        fi
-}
+# shellcheck source=packaging/common.sh
+. "$top/packaging/common.sh"
 
 on_debian=0
 if command -v dpkg-query >/dev/null 2>&1; then
