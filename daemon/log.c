@@ -313,11 +313,11 @@ bool log_journal_socket_reachable(const char *path) {
         return connect(fd, (const struct sockaddr *) &sa, sizeof sa) >= 0;
 }
 
-enum log_target log_open(enum log_target wanted) {
-        if (wanted == LOG_TARGET_AUTO)
-                wanted = log_journal_socket_reachable(JOURNAL_SOCKET_PATH) ? LOG_TARGET_JOURNAL
+enum log_target log_open(enum log_target requested) {
+        if (requested == LOG_TARGET_AUTO)
+                requested = log_journal_socket_reachable(JOURNAL_SOCKET_PATH) ? LOG_TARGET_JOURNAL
                                                                           : LOG_TARGET_CONSOLE;
-        current_target = wanted;
+        current_target = requested;
         journal_failure_noted = false;
         return current_target;
 }

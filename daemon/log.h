@@ -3,7 +3,7 @@
 
 /*
  * The one sink of every message: the systemd journal, or the console
- * (standard error) when the journal is not wanted or not reachable.
+ * (standard error) when the journal is not requested or not reachable.
  *
  * Modules below the main loop log at LOG_DEBUG only; the loop and the events
  * module decide what an operator sees.
@@ -27,7 +27,7 @@ int log_target_from_string(const char *s, enum log_target *ret);
 
 /* Chooses the sink: "auto" is the journal when its socket accepts messages,
  * else the console. Returns the target chosen. */
-enum log_target log_open(enum log_target wanted);
+enum log_target log_open(enum log_target requested);
 
 enum log_target log_get_target(void);
 

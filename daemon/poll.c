@@ -318,8 +318,8 @@ static void page_on_unauthorized(struct page *pg, const struct http_response *re
                 poll_fail(p, resp->status, resp->request_id, "Failed to request a new token");
 }
 
-/* A 429 or 503 pauses every request to the API for Retry-After (or a
- * backoff), not just this page's; the page waits in the queue meanwhile. */
+/* A 429 or 503 pauses every request to the API, not just this page's, for
+ * Retry-After or a backoff. The page waits in the queue meanwhile. */
 static void page_on_throttled(struct page *pg, const struct http_response *resp) {
         struct poll *p = pg->poll;
         uint64_t pause_usec;
