@@ -33,7 +33,6 @@
 /* Context of one config_load() call: the file name for messages and the caller's error buffer. */
 struct loader {
         const char *path;
-        const char *text;       /* the whole file */
         char *error;
         size_t error_size;
 };
@@ -301,52 +300,6 @@ static int read_string_dup(const struct loader *l, const config_setting_t *group
 }
 
 /* Reads the optional integer group.key into *ret, and leaves *ret untouched when it is absent. */
-/*
- * libconfig 1.5 truncates an integer literal beyond 32 bits that lacks the L
- * suffix, so 4294967396 would read as 100. This reads the literal after
- * "key =" on the setting's line of the file text and returns -ERANGE when it
- * is not the value libconfig returned. Returns 0 when it matches or cannot
- * be found (then libconfig's value stands).
- */
-static int check_integer_literal(const struct loader *l, const config_setting_t *s, const char *key, long long value) {
-        size_t key_length = strlen(key);
-        const char *line = l->text;
-        int number = config_setting_source_line(s);
-
-        if (!line || config_setting_type(s) != CONFIG_TYPE_INT || number <= 0)
-                return 0;
-        for (int i = 1; i < number && line; i++) {
-                line = strchr(line, '\n');
-                if (line)
-                        line++;
-        }
-        if (!line)
-                return 0;
-
-        for (const char *p = strstr(line, key); p && p < line + strcspn(line, "\n"); p = strstr(p + 1, key)) {
-                const char *q = p + key_length;
-                long long literal;
-                char *end;
-
-                if (p > line && (isalnum((unsigned char) p[-1]) || p[-1] == '_'))
-                        continue;
-                q += strspn(q, " \t");
-                if (*q != '=' && *q != ':')
-                        continue;
-                q++;
-                q += strspn(q, " \t");
-                errno = 0;
-                if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X'))
-                        literal = (long long) strtoull(q, &end, 16);
-                else
-                        literal = strtoll(q, &end, 10);
-                if (end == q)
-                        continue;
-                return errno == ERANGE || literal != value ? -ERANGE : 0;
-        }
-        return 0;
-}
-
 static int read_uint(const struct loader *l, const config_setting_t *group, const char *prefix,
                      const char *key, unsigned min, unsigned max, unsigned *ret) {
         const config_setting_t *s = config_setting_get_member(group, key);
@@ -360,9 +313,6 @@ static int read_uint(const struct loader *l, const config_setting_t *group, cons
                 return r;
 
         value = config_setting_get_int64(s);
-        r = check_integer_literal(l, s, key, value);
-        if (r < 0)
-                return fail(l, s, ERANGE, prefix, key, "the value is out of range %u..%u", min, max);
         if (value < (long long) min || value > (long long) max)
                 return fail(l, s, ERANGE, prefix, key, "%lld is out of range %u..%u", value, min, max);
 
@@ -1070,34 +1020,109 @@ static int read_config_text(const struct loader *l, int fd, char **ret) {
         return 0;
 }
 
+/* Scanner state of check_config_text(): where in libconfig's syntax a byte is. */
+enum text_state {
+        TEXT_CODE,
+        TEXT_STRING,            /* "..." */
+        TEXT_LINE_COMMENT,      /* # or // up to the end of the line */
+        TEXT_BLOCK_COMMENT,     /* slash-star up to star-slash */
+};
+
+/* Checks an integer literal at p that starts a token: one beyond 32 bits
+ * without the L suffix is what libconfig 1.5 silently truncates. Returns the
+ * literal's length. */
+static size_t check_integer_token(const char *p, bool *ret_too_large) {
+        const char *q = p + (*p == '-' || *p == '+');
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X'))
+                v = strtoull(q, &end, 16);
+        else
+                v = strtoull(q, &end, 10);
+        if (*end == '.' || *end == 'e' || *end == 'E')
+                *ret_too_large = false;         /* a float, which the loader rejects by type */
+        else
+                *ret_too_large = *end != 'L' && (errno == ERANGE || v > INT32_MAX);
+        return (size_t) (end - p);
+}
+
 /*
- * Rejects what libconfig 1.5 handles badly: "@include" (its scanner calls
- * exit() on a directory, and an included file would escape the permission
- * check above) and very long lines (its scanner slows down with the square
- * of a line's length).
+ * Rejects what libconfig 1.5 handles badly, outside strings and comments:
+ * "@include" (its scanner calls exit() on a directory, and an included file
+ * would escape the permission check above), integer literals beyond 32 bits
+ * without the L suffix (read as their low 32 bits, so 4294967396 would pass
+ * as 100), and lines longer than CONFIG_LINE_MAX (its scanner slows down with
+ * the square of a line's length).
  */
 static int check_config_text(const struct loader *l, const char *text) {
-        size_t start = 0;
+        enum text_state state = TEXT_CODE;
+        bool line_start = true;
+        size_t line_length = 0;
         int line = 1;
 
         if (!text)
                 return -EINVAL;
 
-        while (text[start] != '\0') {
-                size_t length = strcspn(text + start, "\n");
-                size_t blanks = strspn(text + start, " \t");
-
-                if (length > CONFIG_LINE_MAX)
+        for (const char *p = text; *p; p++, line_length++) {
+                if (*p == '\n') {
+                        line++;
+                        line_length = 0;
+                        line_start = true;
+                        if (state == TEXT_LINE_COMMENT)
+                                state = TEXT_CODE;
+                        continue;
+                }
+                if (line_length >= CONFIG_LINE_MAX)
                         return set_reason(l->error, l->error_size, EINVAL, "%s:%d: line longer than %d bytes",
                                           l->path, line, CONFIG_LINE_MAX);
-                if (strncmp(text + start + blanks, "@include", 8) == 0)
+
+                switch (state) {
+                case TEXT_STRING:
+                        if (*p == '\\' && p[1] != '\0' && p[1] != '\n')
+                                p++, line_length++;
+                        else if (*p == '"')
+                                state = TEXT_CODE;
+                        continue;
+                case TEXT_LINE_COMMENT:
+                        continue;
+                case TEXT_BLOCK_COMMENT:
+                        if (p[0] == '*' && p[1] == '/')
+                                p++, line_length++, state = TEXT_CODE;
+                        continue;
+                case TEXT_CODE:
+                        break;
+                }
+
+                if (*p == ' ' || *p == '\t' || *p == '\r')
+                        continue;
+                if (line_start && strncmp(p, "@include", 8) == 0)
                         return set_reason(l->error, l->error_size, EINVAL,
                                           "%s:%d: @include is not supported: put every setting in this one file",
                                           l->path, line);
-                start += length;
-                if (text[start] == '\n')
-                        start++;
-                line++;
+                line_start = false;
+
+                if (*p == '"')
+                        state = TEXT_STRING;
+                else if (*p == '#' || (p[0] == '/' && p[1] == '/'))
+                        state = TEXT_LINE_COMMENT;
+                else if (p[0] == '/' && p[1] == '*')
+                        p++, line_length++, state = TEXT_BLOCK_COMMENT;
+                else if ((isdigit((unsigned char) *p) || ((*p == '-' || *p == '+') && isdigit((unsigned char) p[1]))) &&
+                         (p == text || !(isalnum((unsigned char) p[-1]) || p[-1] == '_' || p[-1] == '.'))) {
+                        bool too_large;
+                        size_t n = check_integer_token(p, &too_large);
+
+                        if (too_large)
+                                return set_reason(l->error, l->error_size, ERANGE,
+                                                  "%s:%d: integer %.*s does not fit in 32 bits and would be truncated",
+                                                  l->path, line, (int) MIN(n, (size_t) 40), p);
+                        if (n > 1) {
+                                p += n - 1;
+                                line_length += n - 1;
+                        }
+                }
         }
         return 0;
 }
@@ -1129,7 +1154,7 @@ static int parse_root(const struct loader *l, const config_setting_t *root, stru
 }
 
 int config_load(const char *path, struct config **ret, char *error, size_t error_size) {
-        struct loader l = { .path = path ? path : CONFIG_DEFAULT_PATH, .error = error, .error_size = error_size };
+        const struct loader l = { .path = path ? path : CONFIG_DEFAULT_PATH, .error = error, .error_size = error_size };
         _cleanup_(config_destroyp) config_t cfg;
         _cleanup_(config_freep) struct config *c = NULL;
         _cleanup_free_ char *text = NULL;
@@ -1149,7 +1174,6 @@ int config_load(const char *path, struct config **ret, char *error, size_t error
         r = check_config_text(&l, text);
         if (r < 0)
                 return r;
-        l.text = text;
         if (config_read_string(&cfg, text) != CONFIG_TRUE)
                 return set_reason(error, error_size, EINVAL, "%s:%d: %s",
                                   config_error_file(&cfg) ? config_error_file(&cfg) : l.path,
