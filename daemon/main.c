@@ -190,7 +190,7 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
                 warn_about_secret(config, false);
                 r = scheduler_reload(d->scheduler, config);
                 if (r < 0)
-                        log_error_errno(r, "Failed to apply the reloaded configuration, some targets may keep old settings: %m");
+                        log_error_errno(r, "Failed to apply the reloaded configuration: %m");
                 else
                         log_info("Configuration reloaded");
         }

@@ -454,11 +454,15 @@ static int target_state_read_outage(struct target_state *t, uint64_t *ret_since)
         if (fd < 0)
                 return 0;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-                n = 0;
+                n = -1;
         else
                 n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0 || parse_uint64(strndupa(buf, strcspn(buf, "\n")), UINT64_MAX, ret_since) < 0)
-                *ret_since = now_realtime_usec();      /* unreadable: the outage began now at the latest */
+        /* Only a file this daemon wrote counts: anything else would raise a false poll-recovered. */
+        if (n <= 0 || parse_uint64(strndupa(buf, strcspn(buf, "\n")), UINT64_MAX, ret_since) < 0) {
+                log_warning("Ignoring %s in the state directory: not an outage record of this daemon",
+                            t->outage_name);
+                return 0;
+        }
         return 1;
 }
 
@@ -506,6 +510,19 @@ static void target_state_failed(struct target_state *t, const struct poll_failur
         t->outage_since_usec = now_realtime_usec();
         (void) event_log_poll_failed(event_target_of(t, &et), failure);
         target_state_write_outage(t, t->outage_since_usec);
+}
+
+/* Returns whether the marker of a held change exists: an empty regular file,
+ * as target_state_set_holding() writes it. Anything else is ignored. */
+static bool target_state_read_held(int dir_fd, const char *name) {
+        struct stat st;
+
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return false;
+        if (S_ISREG(st.st_mode) && st.st_size == 0)
+                return true;
+        log_warning("Ignoring %s in the state directory: not a held-change record of this daemon", name);
+        return false;
 }
 
 /* Keeps the hold in "<customer>_<tenant>.held", so that --once runs and
@@ -720,7 +737,7 @@ static int target_state_new(struct scheduler *s, const struct target *target, st
                 return log_error_errno(r, "Invalid ids of target '%s': %m", target->name);
         (void) snprintf(t->outage_name, sizeof(t->outage_name), "%s_%s.outage", target->customer_id, target->tenant_id);
         (void) snprintf(t->held_name, sizeof(t->held_name), "%s_%s.held", target->customer_id, target->tenant_id);
-        t->holding = faccessat(s->state_fd, t->held_name, F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+        t->holding = target_state_read_held(s->state_fd, t->held_name);
         if (target_state_read_outage(t, &t->outage_since_usec) > 0)
                 t->failing = true;
 
@@ -931,6 +948,9 @@ static void scheduler_remove_left(struct scheduler *s) {
                 log_info("Target '%s' removed", t->target->name);
                 target_state_cancel_poll(t);
                 t->removed = true;
+                /* Its snapshot stays, but a hold or outage would be stale if it came back. */
+                (void) unlinkat(s->state_fd, t->held_name, 0);
+                (void) unlinkat(s->state_fd, t->outage_name, 0);
         }
 }
 

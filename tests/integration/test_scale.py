@@ -325,6 +325,30 @@ class MassChangeTest(ScaleTestCase):
         for tenant in (boundary, small):
             self.assertNoUserEvents(grouped.get(names[tenant["customer_id"]], []))
 
+    def test_foreign_marker_files_ignored(self):
+        # Directories in place of the .held and .outage records neither skip
+        # the hold nor raise a poll-recovered.
+        ten = self.tenant("m", many_users("m", 30))
+        self.start_mock([ten])
+        tgt = self.target(ten)
+        config = self.write_config([tgt])
+        self.assertExit(self.run_once(config), 0)
+        stem = f"{ten['customer_id']}_{ten['tenant_id']}"
+        (self.state_dir / f"{stem}.held").mkdir()
+        (self.state_dir / f"{stem}.outage").mkdir()
+        self.mock.set_users(ten, ten["users"][:10])
+
+        run = self.run_once(config)
+
+        self.assertExit(run, 0)
+        entries = self.run_events(run, tgt["name"])
+        self.one_event(entries, "changes-held", CBM365_USERS=30, CBM365_REMOVED=20)
+        self.assertEqual(harness.events_of(entries, "user-removed"), [])
+        self.assertEqual(harness.events_of(entries, "poll-recovered"), [])
+        messages = [e.get("MESSAGE", "") for e in self.run_entries(run)]
+        self.assertTrue(any(f"Ignoring {stem}.held" in m for m in messages), messages)
+        self.assertTrue(any(f"Ignoring {stem}.outage" in m for m in messages), messages)
+
     def test_hold_percent_zero_disables(self):
         ten = self.tenant("z", many_users("z", 30))
         self.start_mock([ten])
