@@ -72,9 +72,14 @@ mock_pid=
 loop_pid=
 
 cleanup() {
+        # The loop first, then its sleep: a loop that outlives its sleep
+        # reports the killed child as "Terminated" on the terminal.
         if [ -n "$loop_pid" ]; then
-                pkill -TERM -P "$loop_pid" 2>/dev/null || true
+                local children=()
+                mapfile -t children < <(pgrep -P "$loop_pid" || true)
                 kill "$loop_pid" 2>/dev/null || true
+                wait "$loop_pid" 2>/dev/null || true
+                [ ${#children[@]} -eq 0 ] || kill "${children[@]}" 2>/dev/null || true
         fi
         if [ -n "$mock_pid" ]; then
                 kill "$mock_pid" 2>/dev/null || true
