@@ -15,7 +15,7 @@
 #include "config.h"
 #include "http.h"
 
-/* A token is renewed this long before expires_in says it ends. */
+/* A token is renewed this many seconds before its expires_in runs out. */
 #define AUTH_RENEW_MARGIN_SEC 120
 #define AUTH_REPLY_MAX (64u * 1024u)
 /* After a failed token request, callers get that error without a new

@@ -1049,12 +1049,12 @@ static size_t check_integer_token(const char *p, bool *ret_too_large) {
 }
 
 /*
- * Rejects what libconfig 1.5 handles badly, outside strings and comments:
- * "@include" (its scanner calls exit() on a directory, and an included file
- * would escape the permission check above), integer literals beyond 32 bits
- * without the L suffix (read as their low 32 bits, so 4294967396 would pass
- * as 100), and lines longer than CONFIG_LINE_MAX (its scanner slows down with
- * the square of a line's length).
+ * Rejects, outside strings and comments, three things libconfig 1.5 handles
+ * badly. "@include" makes its scanner call exit() on a directory, and an
+ * included file would escape the permission check above. An integer literal
+ * beyond 32 bits without the L suffix is read as its low 32 bits, so
+ * 4294967396 would pass as 100. A line longer than CONFIG_LINE_MAX slows its
+ * scanner down with the square of the line's length.
  */
 static int check_config_text(const struct loader *l, const char *text) {
         enum text_state state = TEXT_CODE;

@@ -331,7 +331,7 @@ int event_log_change(const struct event_target *t, const struct change *c) {
         if (c->module_code >= 0)
                 event_fields_module(&f, c);
         else if (c->kind == CHANGE_USER_ADDED) {
-                /* A user without any module: say so, so field queries find it. */
+                /* A user without any module gets absent states, so that field queries find it. */
                 field_add(&f, "CBM365_PREVIOUS", module_state_to_string(MODULE_STATE_ABSENT));
                 field_add(&f, "CBM365_CURRENT", module_state_to_string(MODULE_STATE_ABSENT));
         }

@@ -32,14 +32,14 @@ const char *event_kind_to_string(enum event_kind k);
 /* The MESSAGE_ID of a kind: 32 lowercase hex digits, fixed once released. */
 const char *event_message_id(enum event_kind k);
 
-/* What every event of a target carries. */
+/* The target fields that every event of a target carries. */
 struct event_target {
         const char *name;
         const char *customer_id;
         const char *tenant_id;
 };
 
-/* Why a poll failed, as poll-failed reports it. */
+/* The reason a poll failed, as poll-failed reports it. */
 struct poll_failure {
         char reason[512];       /* e.g. "HTTP 403 on page 2", "inconsistent: totalCount changed from 120 to 121" */
         long http_status;       /* 0 when no HTTP reply came */

@@ -78,7 +78,7 @@ uint64_t http_client_connections_opened(const struct http_client *c);
 /* The event loop the client runs on (borrowed, not referenced). */
 sd_event *http_client_get_event(const struct http_client *c);
 
-/* Longest pause one Retry-After imposes, and the backoff when a 429 or 503
+/* Maximum pause one Retry-After imposes, and the backoff when a 429 or 503
  * came without one: HTTP_BACKOFF_BASE_SEC doubling to HTTP_BACKOFF_MAX_SEC. */
 #define HTTP_PAUSE_MAX_SEC 900
 #define HTTP_BACKOFF_BASE_SEC 1
